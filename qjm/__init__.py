@@ -1,0 +1,53 @@
+"""qjm: run very large batches of quantum circuits on Qiskit backends as one job set.
+
+>>> import qjm
+>>> manager = qjm.JobManager()
+>>> job_set = manager.run(circuits, backend=AerSimulator(), shots=1000)   # doctest: +SKIP
+>>> results = job_set.results()                                           # doctest: +SKIP
+"""
+
+from qjm import exceptions
+from qjm.exceptions import (
+    IBMQJobManagerError,
+    IBMQJobManagerInvalidStateError,
+    IBMQJobManagerJobNotFound,
+    IBMQJobManagerTimeoutError,
+    IBMQJobManagerUnknownJobSet,
+    IBMQManagedResultDataNotAvailable,
+    JobManagerError,
+    JobManagerInvalidStateError,
+    JobManagerJobNotFound,
+    JobManagerTimeoutError,
+    JobManagerUnknownJobSet,
+    ManagedResultDataNotAvailable,
+)
+from qjm.jobmanager import JobManager
+from qjm.managedjob import ManagedJob
+from qjm.managedjobset import ManagedJobSet
+from qjm.managedresults import ManagedResults
+
+__version__ = "0.1.0"
+
+# The names of the old IBMQ job manager, so that a script ports by changing its import.
+IBMQJobManager = JobManager
+
+__all__ = [
+    "JobManager",
+    "ManagedJobSet",
+    "ManagedJob",
+    "ManagedResults",
+    "exceptions",
+    "JobManagerError",
+    "JobManagerInvalidStateError",
+    "JobManagerTimeoutError",
+    "JobManagerJobNotFound",
+    "ManagedResultDataNotAvailable",
+    "JobManagerUnknownJobSet",
+    "IBMQJobManager",
+    "IBMQJobManagerError",
+    "IBMQJobManagerInvalidStateError",
+    "IBMQJobManagerTimeoutError",
+    "IBMQJobManagerJobNotFound",
+    "IBMQManagedResultDataNotAvailable",
+    "IBMQJobManagerUnknownJobSet",
+]

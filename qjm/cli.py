@@ -1,0 +1,149 @@
+"""The ``qjm`` command: ``qjm demo`` runs qjm's main job; ``qjm show`` and ``qjm list`` read the store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from qjm.jobmanager import JobManager
+
+
+def _random_circuits(n: int, qubits: int, depth: int, seed: int) -> list:
+    from qiskit.circuit.random import random_circuit
+
+    circuits = []
+    for i in range(n):
+        circuit = random_circuit(qubits, depth, measure=True, seed=seed + i)
+        circuit.name = f"random-{i}"
+        circuits.append(circuit)
+    return circuits
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    line = "+" + "-" * (width + 2) + "+" + "-" * (max(len(v) for _, v in rows) + 2) + "+"
+    out = [line]
+    for key, value in rows:
+        out.append(f"| {key.ljust(width)} | {value.ljust(len(line) - width - 7)} |")
+    out.append(line)
+    return "\n".join(out)
+
+
+def demo(args: argparse.Namespace) -> int:
+    from qiskit_aer import AerSimulator
+
+    manager = JobManager(store=args.store)
+    print(f"Building {args.circuits} random circuits of {args.qubits} qubits, depth {args.depth}...")
+    circuits = _random_circuits(args.circuits, args.qubits, args.depth, args.seed)
+    backend = AerSimulator()
+    start = time.monotonic()
+    job_set = manager.run(
+        circuits,
+        backend=backend,
+        name=args.name,
+        max_experiments_per_job=args.max_experiments_per_job,
+        max_workers=args.workers,
+        tags=["demo"],
+        shots=args.shots,
+        memory=args.memory,
+        seed_simulator=args.seed,
+    )
+    results = job_set.results(timeout=args.timeout, partial=True, progress=True)
+    elapsed = time.monotonic() - start
+    print(job_set.report(detailed=args.detailed))
+    print()
+    outcomes = 0
+    available = 0
+    for i in range(len(circuits)):
+        try:
+            keys, _ = results.counts_arrays(i)
+        except Exception:  # noqa: BLE001 - a missing experiment shows in the table
+            continue
+        outcomes += len(keys)
+        available += 1
+    rows = [
+        ("backend", str(results.backend_name)),
+        ("jobs", str(len(job_set.managed_jobs()))),
+        ("experiments", f"{available} of {len(circuits)} available"),
+        ("shots per experiment", str(args.shots)),
+        ("distinct outcomes (mean)", f"{outcomes / max(available, 1):.1f}"),
+        ("wall time", f"{elapsed:.2f} s"),
+        ("experiments per second", f"{len(circuits) / elapsed:,.0f}"),
+        ("success", str(results.success)),
+        ("store", manager.store_path),
+    ]
+    print(_table(rows))
+    if not results.success:
+        print(job_set.error_messages())
+    print()
+    print(f"Job set id: {job_set.job_set_id()}")
+    print(f"Show it again later with: qjm show {job_set.job_set_id()}")
+    manager.shutdown()
+    return 0 if results.success else 1
+
+
+def show(args: argparse.Namespace) -> int:
+    manager = JobManager(store=args.store)
+    job_set = manager.retrieve_job_set(args.job_set_id)
+    print(job_set.report(detailed=args.detailed))
+    errors = job_set.error_messages()
+    if errors:
+        print("\nErrors:\n" + errors)
+    return 0
+
+
+def list_sets(args: argparse.Namespace) -> int:
+    manager = JobManager(store=args.store)
+    sets = manager.job_sets(name=args.name)
+    for job_set in sets:
+        statuses = job_set.statuses()
+        done = sum(1 for s in statuses if s is not None and s.name == "DONE")
+        print(f"{job_set.job_set_id()}  {job_set.name() or '-':20}  {done}/{len(statuses)} jobs done  "
+              f"{job_set.backend_name()}  tags={job_set.tags()}")
+    if not sets:
+        print("No job sets in the store.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qjm", description=__doc__)
+    parser.add_argument(
+        "--store", default=None,
+        help="SQLite store (default: $QJM_HOME/jobsets.sqlite, QJM_HOME defaulting to ~/.qjm)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run random circuits on a local AerSimulator through JobManager")
+    p.add_argument("--circuits", type=int, default=2000, help="number of circuits (default 2000)")
+    p.add_argument("--qubits", type=int, default=5, help="qubits per circuit (default 5)")
+    p.add_argument("--depth", type=int, default=10, help="depth of each circuit (default 10)")
+    p.add_argument("--shots", type=int, default=1000, help="shots per circuit (default 1000)")
+    p.add_argument("--memory", action="store_true", help="keep per-shot memory")
+    p.add_argument("--max-experiments-per-job", type=int, default=100, help="(default 100)")
+    p.add_argument("--workers", type=int, default=8, help="submit/fetch threads (default 8)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds to wait for results")
+    p.add_argument("--seed", type=int, default=1234, help="seed of circuits and simulator")
+    p.add_argument("--name", default="demo", help="job set name (default 'demo')")
+    p.add_argument("--detailed", action="store_true", help="report every job")
+    p.set_defaults(func=demo)
+
+    p = sub.add_parser("show", help="print the report of a stored job set")
+    p.add_argument("job_set_id")
+    p.add_argument("--detailed", action="store_true", help="report every job")
+    p.set_defaults(func=show)
+
+    p = sub.add_parser("list", help="list the job sets in the store")
+    p.add_argument("--name", default=None, help="only sets with this name")
+    p.set_defaults(func=list_sets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""JobManager: runs many circuits on a backend as one job set, and finds stored job sets."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from typing import Any
+
+from qjm.exceptions import JobManagerUnknownJobSet
+from qjm.managedjobset import ManagedJobSet
+from qjm.plan import Plan, chunk_size, make_plan, split_shots
+from qjm.store import Store, default_store_path
+from qjm.validation import (
+    check_circuits,
+    check_positive_int,
+    check_run_options,
+    check_tags,
+)
+
+DEFAULT_MAX_WORKERS = 8
+
+
+def _backend_name(backend: Any) -> str | None:
+    name = getattr(backend, "name", None)
+    if callable(name):  # BackendV1 and older providers
+        name = name()
+    return None if name is None else str(name)
+
+
+def _backend_limit(backend: Any, attribute: str) -> int | None:
+    try:
+        value = getattr(backend, attribute, None)
+    except Exception:  # noqa: BLE001 - a backend that cannot say has no limit
+        return None
+    if value is None:
+        config = getattr(backend, "configuration", None)
+        try:
+            value = getattr(config(), attribute, None) if callable(config) else None
+        except Exception:  # noqa: BLE001
+            value = None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+class JobManager:
+    """Runs many circuits on a backend as one job set, and finds stored job sets.
+
+    Args:
+        store: the SQLite file that keeps job sets and results; by default
+            ``$QJM_HOME/jobsets.sqlite`` (``QJM_HOME`` defaults to ``~/.qjm``), read when the
+            manager is created. ``":memory:"`` keeps nothing beyond this process.
+    """
+
+    def __init__(self, store: str | os.PathLike | None = None):
+        self._store = Store(default_store_path() if store is None else store)
+        self._job_sets: dict[str, ManagedJobSet] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def store_path(self) -> str:
+        return self._store.path
+
+    def run(
+        self,
+        circuits: Any,
+        backend: Any,
+        name: str | None = None,
+        max_experiments_per_job: int | None = None,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        tags: list[str] | None = None,
+        max_shots_per_job: int | None = None,
+        job_tags: list[str] | None = None,
+        **run_options: Any,
+    ) -> ManagedJobSet:
+        """Split ``circuits`` into jobs and submit them concurrently; returns at once.
+
+        The whole batch is checked before anything is submitted.
+
+        Args:
+            circuits: a ``QuantumCircuit`` or a list of them.
+            backend: the backend to run them on (any ``BackendV2``).
+            name: a name for the job set.
+            max_experiments_per_job: at most this many circuits per job; the backend's own limit
+                (``max_circuits``) is never exceeded. None: the backend's limit, or one job.
+            max_workers: threads that submit and fetch.
+            tags: tags of the job set (``job_tags`` is the old name).
+            max_shots_per_job: split an experiment with more shots than this into parts, merged
+                back in the results. None: the backend's ``max_shots`` where it states one.
+            **run_options: passed to ``backend.run`` unchanged (``shots``, ``memory``, ...).
+
+        Returns:
+            The job set; submission goes on in the background.
+
+        Raises:
+            ValueError: no circuits, a limit below 1, or a run option the backend does not know.
+            TypeError: a non-circuit, or a limit that is not an integer.
+        """
+        circuits = check_circuits(circuits)
+        if backend is None or not callable(getattr(backend, "run", None)):
+            raise TypeError(f"backend must be a qiskit backend with a run() method, not {backend!r}")
+        max_experiments_per_job = check_positive_int(
+            "max_experiments_per_job", max_experiments_per_job
+        )
+        max_workers = check_positive_int("max_workers", max_workers, allow_none=False)
+        max_shots_per_job = check_positive_int("max_shots_per_job", max_shots_per_job)
+        if job_tags is not None and tags is not None:
+            raise ValueError("give tags or job_tags (the old name), not both")
+        tags = check_tags(tags if tags is not None else job_tags)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, not {name!r}")
+        check_run_options(backend, run_options)
+
+        plan = self._plan(circuits, backend, max_experiments_per_job, max_shots_per_job, run_options)
+        job_set = ManagedJobSet(
+            job_set_id=uuid.uuid4().hex,
+            name=name,
+            tags=tags,
+            plan=plan,
+            names=[c.name for c in circuits],
+            backend=backend,
+            backend_name=_backend_name(backend),
+            store=self._store,
+            max_workers=max_workers,
+        )
+        self._store.add_job_set(
+            job_set.job_set_id(),
+            name,
+            tags,
+            job_set.backend_name(),
+            [c.name for c in circuits],
+            plan.to_dict(),
+            run_options,
+        )
+        with self._lock:
+            self._job_sets[job_set.job_set_id()] = job_set
+        job_set._submit_all(circuits, run_options)
+        return job_set
+
+    @staticmethod
+    def _plan(
+        circuits: list,
+        backend: Any,
+        max_experiments_per_job: int | None,
+        max_shots_per_job: int | None,
+        run_options: dict[str, Any],
+    ) -> Plan:
+        chunk = chunk_size(
+            len(circuits), _backend_limit(backend, "max_circuits"), max_experiments_per_job
+        )
+        max_shots = max_shots_per_job or _backend_limit(backend, "max_shots")
+        shots = run_options.get("shots")
+        if shots is None:
+            options = getattr(backend, "options", None)
+            shots = getattr(options, "shots", None) if options is not None else None
+        part_shots = split_shots(int(shots), max_shots) if isinstance(shots, int) else None
+        return make_plan(len(circuits), chunk, part_shots)
+
+    def job_sets(self, name: str | None = None) -> list[ManagedJobSet]:
+        """Job sets in the store, this process's and earlier ones', oldest first.
+
+        Args:
+            name: only the sets with this name.
+        """
+        return [self._get(job_set_id) for job_set_id in self._store.job_set_ids(name)]
+
+    def retrieve_job_set(
+        self, job_set_id: str, backend: Any = None, refresh: bool = False
+    ) -> ManagedJobSet:
+        """A job set from the store, by id, with every result fetched so far.
+
+        Args:
+            job_set_id: the id that ``ManagedJobSet.job_set_id()`` gave.
+            backend: the backend the set ran on; needed only to fetch results not yet stored
+                (it must be able to ``retrieve_job(job_id)``).
+            refresh: reattach to the backend's jobs now rather than on first use.
+
+        Raises:
+            JobManagerUnknownJobSet: no job set with that id is in the store.
+        """
+        job_set = self._get(job_set_id, backend)
+        if refresh:
+            job_set._attached = False
+            job_set._attach()
+        return job_set
+
+    def _get(self, job_set_id: str, backend: Any = None) -> ManagedJobSet:
+        with self._lock:
+            live = self._job_sets.get(job_set_id)
+        if live is not None:
+            if backend is not None and live._backend is None:
+                live._backend = backend
+                live._attached = False
+            return live
+        row = self._store.job_set(job_set_id)
+        if row is None:
+            raise JobManagerUnknownJobSet(
+                f"no job set with id {job_set_id!r} in the store {self._store.path}"
+            )
+        job_set = ManagedJobSet(
+            job_set_id=row["id"],
+            name=row["name"],
+            tags=row["tags"],
+            plan=Plan.from_dict(row["plan"]),
+            names=row["names"],
+            backend=backend,
+            backend_name=row["backend_name"],
+            store=self._store,
+            max_workers=DEFAULT_MAX_WORKERS,
+            created=row["created"],
+        )
+        job_set._load_from_store()
+        with self._lock:
+            job_set = self._job_sets.setdefault(job_set_id, job_set)
+        return job_set
+
+    def report(self, detailed: bool = True) -> str:
+        """The reports of the job sets of this manager (this process's)."""
+        with self._lock:
+            sets = list(self._job_sets.values())
+        if not sets:
+            return "No job sets in this manager."
+        return "\n\n".join(s.report(detailed=detailed) for s in sets)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Stop the thread pools of every job set of this manager."""
+        with self._lock:
+            sets = list(self._job_sets.values())
+        for job_set in sets:
+            job_set.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def __enter__(self) -> JobManager:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()

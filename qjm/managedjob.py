@@ -1,0 +1,92 @@
+"""One job of a job set: its experiments, its backend job, and what it ended as."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+
+from qiskit.providers import JobStatus, JobV1
+
+from qjm.outcome import JobOutcome
+from qjm.plan import JobSpec
+
+
+class ManagedJob:
+    """A job of a :class:`~qjm.ManagedJobSet`: experiments ``start_index .. end_index``.
+
+    Attributes:
+        index: position of the job in its set.
+        start_index: global index of its first experiment.
+        end_index: global index of its last experiment (inclusive, as in the old job manager).
+        part: the shot part this job runs (0 unless experiments were split by shots).
+        shots: the shots of each experiment in this job when split by shots, else None.
+        job: the backend's job, or None while it is being submitted, when submission failed, or
+            when a retrieved set could not reattach to the backend.
+        job_id: the backend's job id, once known.
+        submit_error: why submission failed, if it did.
+        outcome: the kept final state and result, once fetched.
+    """
+
+    def __init__(self, spec: JobSpec):
+        self.index = spec.index
+        self.start_index = spec.start
+        self.end_index = spec.stop - 1
+        self.part = spec.part
+        self.shots = spec.shots
+        self.job: JobV1 | None = None
+        self.job_id: str | None = None
+        self.submit_error: str | None = None
+        self.fetch_error: str | None = None
+        self.outcome: JobOutcome | None = None
+        self.submitted = threading.Event()  # set when submission has finished, either way
+        self.fetch_future: Future | None = None
+        self.poll_until = 0.0  # monotonic time until which a fetch keeps polling the status
+
+    @property
+    def experiments(self) -> range:
+        return range(self.start_index, self.end_index + 1)
+
+    def status(self) -> JobStatus | None:
+        """The job's status: final once fetched, INITIALIZING while being submitted, None if
+        submission failed (or the job cannot be reached)."""
+        if self.outcome is not None:
+            return self.outcome.status
+        if not self.submitted.is_set():
+            return JobStatus.INITIALIZING
+        if self.job is None:
+            return None
+        try:
+            return self.job.status()
+        except Exception:  # noqa: BLE001 - a status query that fails says nothing final
+            return None
+
+    def error_message(self) -> str | None:
+        """Why this job failed, or None."""
+        if self.submit_error:
+            return f"submission failed: {self.submit_error}"
+        if self.outcome is not None and not self.outcome.ok:
+            return self.outcome.error or _record_error(self.outcome)
+        if self.fetch_error:
+            return f"result could not be fetched: {self.fetch_error}"
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"ManagedJob(index={self.index}, experiments={self.start_index}-{self.end_index}, "
+            f"job_id={self.job_id!r}, status={self.status()})"
+        )
+
+
+def _record_error(outcome: JobOutcome) -> str:
+    if outcome.record is None:
+        return f"job ended as {outcome.status.name} without a result"
+    failed = [
+        f"experiment {i} ({e.name or '?'}): {e.fields.get('status', 'failed')}"
+        for i, e in enumerate(outcome.record.experiments)
+        if not e.success
+    ]
+    head = f"job ended as {outcome.status.name}"
+    status = outcome.record.fields.get("status")
+    if status:
+        head += f" ({status})"
+    return head + ("; " + "; ".join(failed) if failed else "")

@@ -1,0 +1,482 @@
+"""ManagedJobSet: the jobs of one run, submitted and fetched on a thread pool."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from qiskit.providers import JobStatus, JobV1
+from qiskit.providers.jobstatus import JOB_FINAL_STATES
+
+from qjm.exceptions import JobManagerInvalidStateError, JobManagerTimeoutError
+from qjm.lookup import ExperimentIndex
+from qjm.managedjob import ManagedJob
+from qjm.managedresults import ManagedResults
+from qjm.outcome import JobOutcome
+from qjm.plan import Plan
+from qjm.records import decode_result
+from qjm.store import Store
+from qjm.validation import check_timeout
+
+# What one fetch task found.
+_FINAL = "final"  # the outcome is kept
+_NOT_READY = "not ready"  # the job is not in a final state yet
+_FAILED = "failed"  # the job is done but its result could not be read this time
+
+_POLL_FIRST = 0.005  # seconds before a job's status is asked again, growing to _POLL_MAX
+_POLL_MAX = 0.5
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class ManagedJobSet:
+    """The jobs of one :meth:`JobManager.run`, and their results.
+
+    Created by :meth:`JobManager.run` (submission goes on in the background) or by
+    :meth:`JobManager.retrieve_job_set` (from the store).
+    """
+
+    def __init__(
+        self,
+        *,
+        job_set_id: str,
+        name: str | None,
+        tags: list[str],
+        plan: Plan,
+        names: list[str],
+        backend: Any,
+        backend_name: str | None,
+        store: Store,
+        max_workers: int,
+        created: float | None = None,
+    ):
+        self._id = job_set_id
+        self._name = name
+        self._tags = list(tags)
+        self._plan = plan
+        self._index = ExperimentIndex(names)
+        self._backend = backend
+        self._backend_name = backend_name
+        self._store = store
+        self._max_workers = max_workers
+        self._created = created if created is not None else time.time()
+        self._managed = [ManagedJob(spec) for spec in plan.jobs]
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._submit_futures: list[Future] = []
+        self._attached = False
+        self._unloaded = False  # a retrieved set loads its stored results on first use
+
+    def _load_from_store(self) -> None:
+        """For a set retrieved from the store: its jobs now, its kept results on first use."""
+        for idx, (job_id, _status, error) in self._store.jobs(self._id).items():
+            mj = self._managed[idx]
+            mj.job_id = job_id
+            mj.submit_error = error
+        for mj in self._managed:
+            if mj.job_id is None and mj.submit_error is None:
+                mj.submit_error = "never submitted (the submitting process ended first)"
+            mj.submitted.set()
+        self._unloaded = True
+
+    def _ensure_loaded(self) -> None:
+        if self._unloaded:
+            with self._lock:
+                if self._unloaded:
+                    for idx, outcome in self._store.outcomes(self._id).items():
+                        if self._managed[idx].outcome is None:
+                            self._managed[idx].outcome = outcome
+                    self._unloaded = False
+
+    # -- identity --------------------------------------------------------------------------------
+
+    def job_set_id(self) -> str:
+        """The id of this job set: stable across processes, the key to retrieve it later."""
+        return self._id
+
+    def name(self) -> str | None:
+        """The name given to :meth:`JobManager.run`."""
+        return self._name
+
+    def tags(self) -> list[str]:
+        """The tags given to :meth:`JobManager.run`."""
+        return list(self._tags)
+
+    def backend_name(self) -> str | None:
+        return self._backend_name
+
+    def managed_jobs(self) -> list[ManagedJob]:
+        """The :class:`ManagedJob` of every job, in order."""
+        self._ensure_loaded()
+        return list(self._managed)
+
+    def __len__(self) -> int:
+        return len(self._managed)
+
+    def __repr__(self) -> str:
+        return (
+            f"ManagedJobSet(id={self._id!r}, name={self._name!r}, jobs={len(self._managed)}, "
+            f"experiments={self._plan.n_experiments})"
+        )
+
+    # -- the pool -----------------------------------------------------------------------------
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._max_workers, thread_name_prefix=f"qjm-{self._id[:8]}"
+                )
+            return self._executor
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Stop the thread pool of this job set.
+
+        Args:
+            wait: wait for running submissions and fetches to finish.
+            cancel_futures: cancel the submissions and fetches that have not started; jobs whose
+                submission is cancelled are reported as never submitted.
+        """
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+        self._mark_unsubmitted("the job set was shut down before this job was submitted")
+
+    def _mark_unsubmitted(self, why: str) -> None:
+        for mj, future in zip(self._managed, self._submit_futures):
+            if future.cancelled() and not mj.submitted.is_set():
+                mj.submit_error = why
+                self._store_job(mj)
+                mj.submitted.set()
+
+    # -- submission -----------------------------------------------------------------------------
+
+    def _submit_all(self, circuits: list, run_options: dict[str, Any]) -> None:
+        """Start submitting every job on the pool; returns at once."""
+        pool = self._pool()
+        seed = run_options.get("seed_simulator")
+        for mj in self._managed:
+            options = dict(run_options)
+            if mj.shots is not None:
+                options["shots"] = mj.shots
+                if seed is not None:
+                    options["seed_simulator"] = int(seed) + mj.part
+            chunk = circuits[mj.start_index : mj.end_index + 1]
+            self._submit_futures.append(pool.submit(self._submit_one, mj, chunk, options))
+
+    def _submit_one(self, mj: ManagedJob, circuits: list, options: dict[str, Any]) -> None:
+        try:
+            job = self._backend.run(circuits, **options)
+            mj.job = job
+            mj.job_id = str(job.job_id())
+        except Exception as exc:  # noqa: BLE001 - one failed submission must not stop the others
+            mj.job = None
+            mj.submit_error = _describe(exc)
+        finally:
+            try:
+                self._store_job(mj)
+            finally:
+                mj.submitted.set()
+
+    def _store_job(self, mj: ManagedJob) -> None:
+        status = mj.outcome.status.name if mj.outcome is not None else None
+        self._store.set_job(self._id, mj.index, mj.job_id, status, mj.submit_error)
+
+    def _wait_submitted(self, deadline: float) -> None:
+        for mj in self._managed:
+            remaining = deadline - time.monotonic()
+            if not mj.submitted.wait(None if math.isinf(remaining) else max(0.0, remaining)):
+                waiting = [m for m in self._managed if not m.submitted.is_set()]
+                raise JobManagerTimeoutError(
+                    f"timed out while {len(waiting)} job(s) were still being submitted: "
+                    + _ranges(waiting),
+                    missing=[(m.index, m.start_index, m.end_index) for m in waiting],
+                )
+
+    def _attach(self) -> None:
+        """For a set retrieved from the store: reattach its jobs to the backend by job id."""
+        self._ensure_loaded()
+        if self._attached:
+            return
+        self._attached = True
+        retrieve = getattr(self._backend, "retrieve_job", None)
+        for mj in self._managed:
+            if mj.job is None and mj.job_id and mj.outcome is None:
+                if retrieve is None:
+                    mj.fetch_error = (
+                        "not reattached: no backend given to retrieve_job_set, or the backend "
+                        "cannot retrieve jobs by id"
+                    )
+                    continue
+                try:
+                    mj.job = retrieve(mj.job_id)
+                except Exception as exc:  # noqa: BLE001
+                    mj.fetch_error = f"not reattached: {_describe(exc)}"
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def statuses(self) -> list[JobStatus | None]:
+        """The status of every job; None for a job whose submission failed.
+
+        Does not wait for submission: a job still being submitted is ``INITIALIZING``.
+        """
+        self._ensure_loaded()
+        return [mj.status() for mj in self._managed]
+
+    def jobs(self) -> list[JobV1 | None]:
+        """The backend job of every job (None where submission failed), after submission ended."""
+        self._wait_submitted(math.inf)
+        self._attach()
+        return [mj.job for mj in self._managed]
+
+    def job(self, experiment: Any) -> tuple[JobV1 | None, int]:
+        """The job that ran ``experiment`` (its first shot part) and its index in that job.
+
+        Args:
+            experiment: a name, a global index or the circuit.
+
+        Raises:
+            JobManagerJobNotFound: no such experiment.
+        """
+        i = self._index.resolve(experiment)
+        job_index, k = self._plan.locate(i)
+        self._wait_submitted(math.inf)
+        self._attach()
+        return self._managed[job_index].job, k
+
+    def parts(self, experiment: Any) -> list[tuple[JobV1 | None, int]]:
+        """Every (job, index in that job) that holds a shot part of ``experiment``, in order."""
+        i = self._index.resolve(experiment)
+        self._wait_submitted(math.inf)
+        self._attach()
+        return [(self._managed[j].job, k) for j, k in self._plan.parts(i)]
+
+    def cancel(self) -> None:
+        """Cancel every job that has not finished, and every submission not yet started."""
+        for future in self._submit_futures:
+            future.cancel()
+        self._mark_unsubmitted("cancelled before it was submitted")
+        self._wait_submitted(math.inf)
+        for mj in self._managed:
+            if mj.job is not None and mj.outcome is None:
+                try:
+                    if mj.job.status() not in JOB_FINAL_STATES:
+                        mj.job.cancel()
+                except Exception as exc:  # noqa: BLE001
+                    mj.fetch_error = f"cancel failed: {_describe(exc)}"
+
+    def error_messages(self) -> str | None:
+        """What went wrong, one line per failed job; None when nothing did."""
+        self._ensure_loaded()
+        lines = []
+        for mj in self._managed:
+            message = mj.error_message()
+            if message:
+                lines.append(
+                    f"Job {mj.index} (experiments {mj.start_index}-{mj.end_index}, "
+                    f"job id {mj.job_id or '-'}): {message}"
+                )
+        return "\n".join(lines) if lines else None
+
+    def report(self, detailed: bool = True) -> str:
+        """A report of the job set: counts of jobs by status; with ``detailed``, every job."""
+        self._ensure_loaded()
+        statuses = self.statuses()
+        n = len(statuses)
+        count = {s: sum(1 for x in statuses if x == s) for s in JobStatus}
+        failed = count[JobStatus.ERROR] + sum(1 for x in statuses if x is None)
+        pending = count[JobStatus.INITIALIZING] + count[JobStatus.VALIDATING] + count[JobStatus.QUEUED]
+        lines = [
+            f"Job set name: {self._name}",
+            f"          ID: {self._id}",
+            f"        tags: {self._tags}",
+            f"     backend: {self._backend_name}",
+            f" experiments: {self._plan.n_experiments}"
+            + (f" in {self._plan.n_parts} shot parts" if self._plan.n_parts > 1 else ""),
+            "Summary report:",
+            f"       Total jobs: {n}",
+            f"  Successful jobs: {count[JobStatus.DONE]}",
+            f"      Failed jobs: {failed}",
+            f"   Cancelled jobs: {count[JobStatus.CANCELLED]}",
+            f"     Running jobs: {count[JobStatus.RUNNING]}",
+            f"     Pending jobs: {pending}",
+        ]
+        if detailed:
+            lines += ["", "Detail report:"]
+            for mj, status in zip(self._managed, statuses):
+                lines.append(f"  experiments: {mj.start_index}-{mj.end_index}")
+                if self._plan.n_parts > 1:
+                    lines.append(f"    shot part: {mj.part + 1} of {self._plan.n_parts} ({mj.shots} shots)")
+                lines.append(f"    job index: {mj.index}")
+                lines.append(f"    job ID: {mj.job_id}")
+                lines.append(f"    status: {status.name if status is not None else 'NOT SUBMITTED'}")
+                message = mj.error_message()
+                if message:
+                    lines.append(f"    error: {message}")
+        return "\n".join(lines)
+
+    # -- results --------------------------------------------------------------------------------
+
+    def results(
+        self,
+        timeout: float | None = None,
+        partial: bool = False,
+        refresh: bool = False,
+        progress: bool = False,
+    ) -> ManagedResults:
+        """The results of every job, fetched in parallel against one deadline.
+
+        A result is kept (in memory and in the store) the moment it arrives; a later call waits only
+        for the jobs still missing and never asks the backend again for a kept result.
+
+        Args:
+            timeout: seconds for the whole call; None waits for ever, 0 does not wait.
+            partial: also make available the experiments that succeeded inside failed jobs.
+            refresh: ask the backend again even for results already kept.
+            progress: show a progress bar of jobs done (tqdm).
+
+        Returns:
+            The results of the whole set; ``success`` is False when anything is missing.
+
+        Raises:
+            ValueError: ``timeout`` is negative or NaN.
+            JobManagerTimeoutError: the deadline passed first; it names the unfinished jobs.
+        """
+        timeout = check_timeout(timeout)
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        self._wait_submitted(deadline)
+        self._ensure_loaded()
+        self._attach()
+        wanted = [
+            mj for mj in self._managed if mj.job is not None and (refresh or mj.outcome is None)
+        ]
+        if wanted:
+            self._fetch(wanted, deadline, refresh, progress)
+        return self._results(partial)
+
+    def _results(self, partial: bool) -> ManagedResults:
+        records = []
+        for mj in self._managed:
+            outcome = mj.outcome
+            usable = outcome is not None and outcome.record is not None and (outcome.ok or partial)
+            records.append(outcome.record if usable else None)
+        return ManagedResults(
+            self._id, self._backend_name, self._index, self._plan, records, partial
+        )
+
+    def _fetch(
+        self, wanted: list[ManagedJob], deadline: float, refresh: bool, progress: bool
+    ) -> None:
+        """Fetch the results of ``wanted`` on the pool until they are all final or the deadline.
+
+        Each pool task takes one look at one job (its status, then its result once final), so a
+        job that never finishes never holds a thread. A look still running when the deadline
+        passes goes on in the background and keeps what it fetches; looks not yet started are
+        cancelled.
+        """
+        from tqdm.auto import tqdm
+
+        pool = self._pool()
+        remaining = {mj.index: mj for mj in wanted}
+        next_poll = dict.fromkeys(remaining, 0.0)
+        backoff = dict.fromkeys(remaining, _POLL_FIRST)
+        # a look started by an earlier call and still running is adopted, not repeated
+        watching = {
+            mj.index: mj.fetch_future
+            for mj in wanted
+            if mj.fetch_future is not None and not mj.fetch_future.done()
+        }
+        bar = tqdm(
+            total=len(self._managed),
+            initial=len(self._managed) - len(wanted),
+            unit="job",
+            disable=not progress,
+            desc=self._name or "jobs",
+        )
+        try:
+            while remaining:
+                now = time.monotonic()
+                for index, mj in remaining.items():
+                    if index not in watching and next_poll[index] <= now:
+                        mj.fetch_future = pool.submit(self._fetch_one, mj, refresh)
+                        watching[index] = mj.fetch_future
+                progressed = False
+                for index, future in list(watching.items()):
+                    if not future.done():
+                        continue
+                    del watching[index]
+                    found = _NOT_READY if future.cancelled() else future.result()
+                    if found == _NOT_READY:
+                        next_poll[index] = time.monotonic() + backoff[index]
+                        backoff[index] = min(backoff[index] * 1.5, _POLL_MAX)
+                    else:
+                        del remaining[index]
+                        bar.update(1)
+                        progressed = True
+                now = time.monotonic()
+                if not remaining or now >= deadline:
+                    break
+                if progressed:
+                    continue
+                wake = min([deadline] + [next_poll[i] for i in remaining if i not in watching])
+                timeout = None if math.isinf(wake) else max(0.0, wake - now)
+                if watching:
+                    wait(list(watching.values()), timeout=timeout, return_when=FIRST_COMPLETED)
+                elif timeout:
+                    time.sleep(timeout)
+        finally:
+            # on the deadline and on KeyboardInterrupt: cancel the looks not yet started
+            for future in watching.values():
+                future.cancel()
+            bar.close()
+        if remaining:
+            late = sorted(remaining.values(), key=lambda m: m.index)
+            raise JobManagerTimeoutError(
+                f"timed out waiting for {len(late)} of {len(self._managed)} job(s): "
+                + _ranges(late)
+                + ". Results that arrived are kept; call results() again to wait for the rest.",
+                missing=[(m.index, m.start_index, m.end_index) for m in late],
+            )
+
+    def _fetch_one(self, mj: ManagedJob, refresh: bool) -> str:
+        """One look at a job: its status, and its result when it is final. Runs on the pool."""
+        job = mj.job
+        try:
+            status = job.status()
+        except Exception as exc:  # noqa: BLE001 - try again at the next poll
+            mj.fetch_error = f"status query failed: {_describe(exc)}"
+            return _NOT_READY
+        if status not in JOB_FINAL_STATES:
+            return _NOT_READY
+        try:
+            result = job.result()
+            outcome = JobOutcome(status, decode_result(result))
+        except Exception as exc:  # noqa: BLE001
+            if mj.outcome is not None and refresh:
+                mj.fetch_error = f"refresh failed, kept the earlier result: {_describe(exc)}"
+                return _FINAL
+            if status == JobStatus.DONE:
+                mj.fetch_error = _describe(exc)
+                return _FAILED
+            outcome = JobOutcome(status, None, _describe(exc))
+        self._keep(mj, outcome)
+        return _FINAL
+
+    def _keep(self, mj: ManagedJob, outcome: JobOutcome) -> None:
+        mj.outcome = outcome
+        mj.fetch_error = None
+        self._store.put_outcome(self._id, mj.index, outcome)
+        self._store_job(mj)
+
+
+def _ranges(jobs: list[ManagedJob]) -> str:
+    shown = ", ".join(
+        f"job {m.index} (experiments {m.start_index}-{m.end_index})" for m in jobs[:20]
+    )
+    return shown + (f" and {len(jobs) - 20} more" if len(jobs) > 20 else "")

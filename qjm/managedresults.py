@@ -1,0 +1,349 @@
+"""ManagedResults: the results of a whole job set, read like one ``qiskit.result.Result``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qiskit.exceptions import QiskitError
+from qiskit.quantum_info import Statevector
+from qiskit.result import Counts, Result, postprocess
+from qiskit.result.models import MeasLevel
+
+from qjm._kernels import kernels
+from qjm.exceptions import ManagedResultDataNotAvailable
+from qjm.lookup import ExperimentIndex
+from qjm.plan import Plan
+from qjm.records import ExperimentRecord, JobRecord
+
+
+class ColumnarCounts(Counts):
+    """A ``qiskit.result.Counts`` built from outcome arrays; ``int_raw``/``hex_raw`` on demand."""
+
+    _keys: np.ndarray
+    _values: np.ndarray
+
+    @property
+    def int_raw(self) -> dict[int, int]:  # type: ignore[override]
+        cached = self.__dict__.get("_int_raw")
+        if cached is None:
+            keys = self._keys
+            ints = (
+                keys.tolist()
+                if keys.ndim == 1
+                else [int.from_bytes(row.tobytes(), "big") for row in keys]
+            )
+            cached = self.__dict__["_int_raw"] = dict(zip(ints, self._values.tolist()))
+        return cached
+
+    @property
+    def hex_raw(self) -> dict[str, int]:  # type: ignore[override]
+        cached = self.__dict__.get("_hex_raw")
+        if cached is None:
+            cached = self.__dict__["_hex_raw"] = {hex(k): v for k, v in self.int_raw.items()}
+        return cached
+
+
+def _counts_from_arrays(record: ExperimentRecord) -> ColumnarCounts:
+    header = record.header
+    keys, values = record.counts
+    strings = kernels.format_bits(keys, header.get("memory_slots"), header.get("creg_sizes"))
+    out = ColumnarCounts.__new__(ColumnarCounts)
+    dict.update(out, zip(strings, values.tolist()))
+    out._keys = keys
+    out._values = values
+    out.creg_sizes = header.get("creg_sizes")
+    out.memory_slots = header.get("memory_slots")
+    out.time_taken = header.get("time_taken")
+    return out
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def merge_parts(parts: list[ExperimentRecord]) -> ExperimentRecord:
+    """One record for an experiment whose shots ran in several parts: counts summed, memory
+    concatenated in part order, shots the total."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    fields = dict(first.fields)
+    fields["shots"] = sum(int(p.fields.get("shots") or 0) for p in parts)
+    record = ExperimentRecord(fields=fields, width=first.width, data=dict(first.data))
+    if all(p.counts is not None for p in parts):
+        record.counts = kernels.merge_counts([p.counts[0] for p in parts], [p.counts[1] for p in parts])
+    if all(p.memory is not None for p in parts):
+        record.memory = np.concatenate([p.memory for p in parts])
+    return record
+
+
+class ManagedResults:
+    """The results of the experiments of a job set.
+
+    Built by :meth:`ManagedJobSet.results`. Experiments are looked up by name, global index
+    (0..N-1 over the whole set) or circuit, as in ``qiskit.result.Result``.
+
+    Attributes:
+        job_set_id: the id of the job set.
+        backend_name: the name of the backend it ran on.
+        success: False when any experiment's data is missing.
+    """
+
+    def __init__(
+        self,
+        job_set_id: str,
+        backend_name: str | None,
+        index: ExperimentIndex,
+        plan: Plan,
+        records: list[JobRecord | None],
+        partial: bool,
+    ):
+        self.job_set_id = job_set_id
+        self.backend_name = backend_name
+        self._index = index
+        self._plan = plan
+        self._records = records
+        self._partial = partial
+        self._merged: dict[int, ExperimentRecord] = {}
+        available = np.ones(plan.n_experiments, dtype=bool)
+        for spec, record in zip(plan.jobs, records):
+            if record is None:
+                available[spec.start : spec.stop] = False
+            elif not record.success:
+                ok = [e.success for e in record.experiments[: spec.stop - spec.start]]
+                ok += [False] * (spec.stop - spec.start - len(ok))
+                available[spec.start : spec.stop] &= np.array(ok, dtype=bool)
+        self._available = available
+        self.success = bool(available.all())
+
+    # -- look-up -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._plan.n_experiments
+
+    def missing(self) -> list[int]:
+        """Global indices of the experiments whose data is missing."""
+        return np.flatnonzero(~self._available).tolist()
+
+    def _experiment(self, experiment: Any) -> ExperimentRecord:
+        i = self._index.resolve(experiment)
+        merged = self._merged.get(i)
+        if merged is not None:
+            return merged
+        if not self._available[i]:
+            raise ManagedResultDataNotAvailable(
+                f"the data of experiment {experiment!r} (global index {i}) is not available: "
+                "its job failed, was cancelled, was never submitted, or its result was not fetched"
+                + ("" if self._partial else "; results(partial=True) returns the experiments "
+                   "that succeeded inside failed jobs")
+            )
+        parts = []
+        for job_index, k in self._plan.parts(i):
+            parts.append(self._records[job_index].experiments[k])
+        merged = self._merged[i] = merge_parts(parts)
+        return merged
+
+    def _all(self, experiment: Any) -> list[Any]:
+        if experiment is None:
+            return list(range(len(self)))
+        return [experiment]
+
+    # -- qiskit.result.Result -----------------------------------------------------------------
+
+    def data(self, experiment: Any = None) -> dict:
+        """The raw data of an experiment, as ``Result.data`` gives it (counts and memory in hex).
+
+        Raises:
+            JobManagerJobNotFound: no such experiment.
+            ManagedResultDataNotAvailable: its data is missing.
+        """
+        if experiment is None:
+            experiment = self._only_experiment()
+        return self._experiment(experiment).to_experiment_result().data.to_dict()
+
+    def _only_experiment(self) -> int:
+        if len(self) != 1:
+            raise QiskitError(
+                "You have to select a circuit when there is more than one available"
+            )
+        return 0
+
+    def get_counts(self, experiment: Any = None) -> Counts | list[Counts]:
+        """The histogram of an experiment, exactly as ``Result.get_counts`` gives it.
+
+        Args:
+            experiment: name, global index or circuit; None for every experiment.
+
+        Returns:
+            A ``Counts`` (a dict of bitstrings with register spacing), or a list of them when
+            ``experiment`` is None and the set has several experiments.
+
+        Raises:
+            JobManagerJobNotFound: no such experiment.
+            ManagedResultDataNotAvailable: its data is missing.
+            QiskitError: the experiment has no counts.
+        """
+        out = [self._counts(key) for key in self._all(experiment)]
+        return out[0] if len(out) == 1 else out
+
+    def _counts(self, key: Any) -> Counts | dict:
+        record = self._experiment(key)
+        if record.counts is not None:
+            return _counts_from_arrays(record)
+        header = record.header
+        if "counts" in record.data:
+            kept = {k: v for k, v in header.items() if k in ("time_taken", "creg_sizes", "memory_slots")}
+            return Counts(record.data["counts"], **kept)
+        if "statevector" in record.data:
+            vec = postprocess.format_statevector(record.data["statevector"])
+            return Statevector(vec).probabilities_dict(decimals=15)
+        raise QiskitError(f'No counts for experiment "{key!r}"')
+
+    def get_memory(self, experiment: Any = None) -> list | np.ndarray:
+        """The per-shot memory of an experiment, exactly as ``Result.get_memory`` gives it.
+
+        Raises:
+            JobManagerJobNotFound: no such experiment.
+            ManagedResultDataNotAvailable: its data is missing.
+            QiskitError: the experiment has no memory (run with ``memory=True``).
+        """
+        if experiment is None:
+            experiment = self._only_experiment()
+        record = self._experiment(experiment)
+        header = record.header
+        if record.memory is not None:
+            return kernels.format_bits(
+                record.memory, header.get("memory_slots"), header.get("creg_sizes")
+            )
+        memory = record.data.get("memory")
+        if memory is None:
+            raise QiskitError(
+                f'No memory for experiment "{experiment!r}". Run with memory=True to keep it.'
+            )
+        level = record.meas_level
+        if level == MeasLevel.CLASSIFIED:
+            return postprocess.format_level_2_memory(memory, header or None)
+        if level == MeasLevel.KERNELED:
+            return postprocess.format_level_1_memory(memory)
+        if level == MeasLevel.RAW:
+            return postprocess.format_level_0_memory(memory)
+        raise QiskitError(f"Measurement level {level} is not supported")
+
+    def get_statevector(self, experiment: Any = None, decimals: int | None = None) -> Any:
+        """The final statevector of an experiment, as ``Result.get_statevector`` gives it.
+
+        Raises:
+            QiskitError: no statevector for the experiment (or it is missing/unknown).
+        """
+        return self._formatted(experiment, "statevector", postprocess.format_statevector, decimals)
+
+    def get_unitary(self, experiment: Any = None, decimals: int | None = None) -> Any:
+        """The unitary of an experiment, as ``Result.get_unitary`` gives it.
+
+        Raises:
+            QiskitError: no unitary for the experiment (or it is missing/unknown).
+        """
+        return self._formatted(experiment, "unitary", postprocess.format_unitary, decimals)
+
+    def _formatted(self, experiment: Any, key: str, fmt: Any, decimals: int | None) -> Any:
+        if experiment is None:
+            experiment = self._only_experiment()
+        record = self._experiment(experiment)
+        if key not in record.data:
+            raise QiskitError(f'No {key} for experiment "{experiment!r}"')
+        return fmt(record.data[key], decimals=decimals)
+
+    def combine_results(self) -> Result:
+        """One ``qiskit.result.Result`` with every experiment, in submission order.
+
+        Raises:
+            ManagedResultDataNotAvailable: some experiment's data is missing (``success`` is False).
+        """
+        if not self.success:
+            missing = self.missing()
+            raise ManagedResultDataNotAvailable(
+                f"cannot combine the results: {len(missing)} experiment(s) are missing "
+                f"(global indices {', '.join(map(str, missing[:10]))}"
+                f"{'...' if len(missing) > 10 else ''})"
+            )
+        fields = dict(next(r for r in self._records if r is not None).fields)
+        fields["job_id"] = self.job_set_id
+        fields["success"] = True
+        results = [self._experiment(i).to_experiment_result() for i in range(len(self))]
+        return Result(results=results, **fields)
+
+    # -- beyond Result: arrays from the merge engine -------------------------------------------
+
+    def counts_arrays(self, experiment: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The histogram as (outcome keys, counts) arrays, read-only.
+
+        Keys are ``uint64`` for up to 64 clbits, big-endian packed-bit rows (``uint8``) beyond.
+
+        Raises:
+            QiskitError: the experiment has no counts.
+        """
+        record = self._experiment(experiment)
+        if record.counts is None:
+            raise QiskitError(f'No counts for experiment "{experiment!r}"')
+        return _read_only(record.counts[0]), _read_only(record.counts[1])
+
+    def memory_array(self, experiment: Any) -> np.ndarray:
+        """Per-shot outcomes, read-only: integers (up to 64 clbits) or packed-bit rows (wider).
+
+        Raises:
+            QiskitError: the experiment has no level-2 memory.
+        """
+        record = self._experiment(experiment)
+        if record.memory is None:
+            raise QiskitError(f'No memory for experiment "{experiment!r}"')
+        return _read_only(record.memory)
+
+    def marginal_counts(self, experiment: Any, indices: list[int]) -> dict[str, int]:
+        """Counts of the clbits ``indices`` only, as ``qiskit.result.marginal_distribution`` gives.
+
+        Bit ``j`` of each key (from the right) is clbit ``indices[j]``.
+
+        Raises:
+            ValueError: an index is out of range or repeated.
+        """
+        record = self._experiment(experiment)
+        if record.counts is None:
+            raise QiskitError(f'No counts for experiment "{experiment!r}"')
+        indices = [int(i) for i in indices]
+        keys, values = kernels.marginal_counts(
+            record.counts[0], record.counts[1], indices, record.width
+        )
+        return dict(zip(kernels.format_bits(keys, len(indices), None), values.tolist()))
+
+    def expectation_value(self, experiment: Any, pauli: str) -> float:
+        """The expectation value of a diagonal Pauli string (``Z`` and ``I``) from the counts.
+
+        The string is read as qiskit reads one: its rightmost letter acts on clbit 0.
+
+        Raises:
+            ValueError: a letter other than Z or I, or a length other than the clbit count.
+        """
+        record = self._experiment(experiment)
+        if record.counts is None:
+            raise QiskitError(f'No counts for experiment "{experiment!r}"')
+        if not isinstance(pauli, str) or set(pauli.upper()) - {"Z", "I"}:
+            raise ValueError(f"pauli must be a string of Z and I, got {pauli!r}")
+        if len(pauli) != record.width:
+            raise ValueError(
+                f"pauli {pauli!r} has {len(pauli)} letters; experiment {experiment!r} has "
+                f"{record.width} clbits"
+            )
+        mask = 0
+        for k, letter in enumerate(reversed(pauli.upper())):
+            if letter == "Z":
+                mask |= 1 << k
+        return float(kernels.expectation_z(record.counts[0], record.counts[1], mask))
+
+    def __repr__(self) -> str:
+        return (
+            f"ManagedResults(job_set_id={self.job_set_id!r}, backend_name={self.backend_name!r}, "
+            f"experiments={len(self)}, success={self.success})"
+        )

@@ -1,0 +1,117 @@
+"""Planning: which experiments, and which of their shots, go in which job. Pure, no I/O.
+
+Jobs take consecutive runs of experiments, each of the chunk size; only the last may be shorter.
+When an experiment's shots exceed the per-job shot limit, its shots are split into parts. Every
+experiment then has the same number of parts (shots are a job-level run option, so all experiments
+of a job share one shot count): part ``p`` of every experiment is planned as one "round" of jobs,
+chunked exactly like an unsplit run. With a chunk of ``k`` and ``J`` jobs per round, part ``p`` of
+experiment ``i`` is in job ``p * J + i // k`` at index ``i % k``; part 0 is where an unsplit run
+would put the experiment.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One planned job: experiments ``start .. stop-1``, shot part ``part``.
+
+    ``shots`` is the shot count of this job when the experiments were split into parts, else None
+    (the run options decide).
+    """
+
+    index: int
+    start: int
+    stop: int
+    part: int = 0
+    shots: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The jobs of a job set, and where each experiment's parts are."""
+
+    n_experiments: int
+    jobs: tuple[JobSpec, ...]
+    n_parts: int = 1
+
+    def __post_init__(self) -> None:
+        per_round = len(self.jobs) // self.n_parts if self.n_parts else 0
+        object.__setattr__(self, "_per_round", per_round)
+        object.__setattr__(self, "_starts", [job.start for job in self.jobs[:per_round]])
+
+    @property
+    def jobs_per_part(self) -> int:
+        return self._per_round
+
+    def locate(self, experiment: int) -> tuple[int, int]:
+        """Job index and index within that job of the first part of ``experiment``."""
+        j = bisect.bisect_right(self._starts, experiment) - 1
+        return j, experiment - self._starts[j]
+
+    def parts(self, experiment: int) -> list[tuple[int, int]]:
+        """(job index, index within that job) of every part of ``experiment``, in part order."""
+        j, k = self.locate(experiment)
+        return [(p * self._per_round + j, k) for p in range(self.n_parts)]
+
+    def to_dict(self) -> dict:
+        return {
+            "n_experiments": self.n_experiments,
+            "n_parts": self.n_parts,
+            "jobs": [[j.start, j.stop, j.part, j.shots] for j in self.jobs],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        jobs = tuple(
+            JobSpec(i, start, stop, part, shots)
+            for i, (start, stop, part, shots) in enumerate(data["jobs"])
+        )
+        return cls(data["n_experiments"], jobs, data["n_parts"])
+
+
+def chunk_size(
+    n_experiments: int, backend_limit: int | None, max_experiments_per_job: int | None
+) -> int:
+    """The number of experiments per job.
+
+    The backend's own limit when it states one, lowered (never raised) by
+    ``max_experiments_per_job``; all experiments in one job when neither is set.
+    """
+    limits = [x for x in (backend_limit, max_experiments_per_job) if x]
+    return max(1, min(limits)) if limits else max(1, n_experiments)
+
+
+def split_shots(shots: int, max_shots: int | None) -> list[int]:
+    """Shot counts of the parts of an experiment of ``shots`` shots, none above ``max_shots``.
+
+    The parts are as equal as possible, the larger ones first: 10 shots at most 4 per job give
+    ``[4, 3, 3]``.
+    """
+    if not max_shots or shots <= max_shots:
+        return [shots]
+    n = math.ceil(shots / max_shots)
+    q, r = divmod(shots, n)
+    return [q + 1] * r + [q] * (n - r)
+
+
+def make_plan(n_experiments: int, chunk: int, part_shots: list[int] | None = None) -> Plan:
+    """Plan ``n_experiments`` in jobs of ``chunk`` experiments, one round of jobs per shot part."""
+    if n_experiments < 1:
+        raise ValueError("a plan needs at least one experiment")
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    parts = part_shots if part_shots and len(part_shots) > 1 else [None]
+    jobs = []
+    for p, shots in enumerate(parts):
+        for start in range(0, n_experiments, chunk):
+            jobs.append(JobSpec(len(jobs), start, min(start + chunk, n_experiments), p, shots))
+    return Plan(n_experiments, tuple(jobs), len(parts))

@@ -1,0 +1,128 @@
+"""Checks of a whole batch before anything is submitted."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+from qiskit.circuit import QuantumCircuit
+
+
+def check_circuits(circuits: Any) -> list[QuantumCircuit]:
+    """The circuits as a list, or a clear error.
+
+    Raises:
+        ValueError: there are no circuits.
+        TypeError: ``circuits`` is not a circuit or an iterable of circuits, or one item is not one.
+    """
+    if isinstance(circuits, QuantumCircuit):
+        return [circuits]
+    if isinstance(circuits, (str, bytes)) or not isinstance(circuits, Iterable):
+        raise TypeError(
+            f"circuits must be a QuantumCircuit or a list of them, not {type(circuits).__name__}"
+        )
+    out = list(circuits)
+    if not out:
+        raise ValueError("no circuits to run: pass at least one QuantumCircuit")
+    for i, circuit in enumerate(out):
+        if not isinstance(circuit, QuantumCircuit):
+            raise TypeError(
+                f"circuits[{i}] is a {type(circuit).__name__}, not a QuantumCircuit; "
+                "qjm runs QuantumCircuit objects (build or load them with qiskit first)"
+            )
+    return out
+
+
+def check_positive_int(name: str, value: Any, *, allow_none: bool = True) -> int | None:
+    """``value`` as an int >= 1 (or None when allowed), or a clear error.
+
+    Raises:
+        TypeError: not an integer (a bool or a float is not one).
+        ValueError: less than 1.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 1, not {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def check_timeout(timeout: Any) -> float | None:
+    """A timeout in seconds: None (no limit) or a finite or infinite number >= 0.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: negative or NaN.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    timeout = float(timeout)
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds (or None to wait for ever), got {timeout}")
+    return timeout
+
+
+def check_tags(tags: Any) -> list[str]:
+    """Tags as a list of strings.
+
+    Raises:
+        TypeError: not a list of strings.
+    """
+    if tags is None:
+        return []
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise TypeError(f"tags must be a list of strings, not {tags!r}")
+    tags = list(tags)
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise TypeError(f"every tag must be a string, got {tag!r}")
+    return tags
+
+
+def backend_option_names(backend: Any) -> set[str]:
+    """The run options a backend accepts: fields of ``backend.options`` and parameters of ``run``."""
+    names: set[str] = set()
+    options = getattr(backend, "options", None)
+    if options is not None:
+        try:
+            names.update(options.keys())
+        except AttributeError:
+            names.update(vars(options))
+    try:
+        params = list(inspect.signature(backend.run).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    for param in params[1:]:  # the first parameter takes the circuits
+        if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+            names.add(param.name)
+    return names
+
+
+def check_run_options(backend: Any, run_options: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a keyword the backend does not know (it catches ``shot=1000``).
+
+    Raises:
+        ValueError: an unknown option, or a non-positive ``shots``.
+    """
+    known = backend_option_names(backend)
+    unknown = sorted(k for k in run_options if k not in known)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"unknown run option {', '.join(hints)} for backend {getattr(backend, 'name', backend)}: "
+            "it is neither a field of backend.options nor a parameter of backend.run. "
+            "Nothing was submitted."
+        )
+    if "shots" in run_options and run_options["shots"] is not None:
+        check_positive_int("shots", run_options["shots"])
