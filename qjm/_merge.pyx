@@ -1,0 +1,1198 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled merge kernels of qjm (twin: ``qjm._merge_py``, same functions, results and errors).
+
+Representation of a set of classical outcomes of ``width`` bits (clbit 0 is the least significant):
+
+* ``width <= 64``: a 1-D ``numpy.uint64`` array, one integer per outcome;
+* ``width > 64``: a 2-D ``numpy.uint8`` array of shape ``(n, ceil(width / 8))``, big-endian bytes per
+  row (clbit ``k`` is bit ``k % 8`` of byte ``nbytes - 1 - k // 8``), the layout of qiskit's
+  ``BitArray.array``.
+
+Counts are 1-D ``numpy.int64`` arrays of non-negative values.
+
+The numeric loops run without the GIL. Parsing collects pointers to the strings' ASCII data under
+the GIL (holding a reference to every string through a tuple) and parses them without it.
+"""
+
+import operator
+import sys
+
+import numpy as np
+
+cimport numpy as cnp
+from cpython.list cimport PyList_New
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcmp, memcpy, memset
+
+cnp.import_array()
+
+__all__ = [
+    "parse_hex",
+    "parse_bits",
+    "merge_counts",
+    "format_bits",
+    "marginal_counts",
+    "marginal_memory",
+    "expectation_z",
+]
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    ctypedef unsigned int Py_UCS4
+    int _IsCompactAscii "PyUnicode_IS_COMPACT_ASCII"(PyObject* o)
+    int _UnicodeCheck "PyUnicode_Check"(PyObject* o)
+    void* _UnicodeData "PyUnicode_DATA"(PyObject* o)
+    Py_ssize_t _UnicodeLen "PyUnicode_GET_LENGTH"(PyObject* o)
+    PyObject* _UnicodeNew "PyUnicode_New"(Py_ssize_t size, Py_UCS4 maxchar)
+    PyObject* _TupleItem "PyTuple_GET_ITEM"(object t, Py_ssize_t i)
+    void _ListSet "PyList_SET_ITEM"(object l, Py_ssize_t i, PyObject* o)
+    char* _BytesData "PyBytes_AS_STRING"(object o)
+    Py_ssize_t _BytesLen "PyBytes_GET_SIZE"(object o)
+
+
+cdef extern from *:
+    """
+    static inline int qjm_clz64(unsigned long long x) { return __builtin_clzll(x); }
+    static inline int qjm_popcount64(unsigned long long x) { return __builtin_popcountll(x); }
+    """
+    int qjm_clz64(unsigned long long x) nogil
+    int qjm_popcount64(unsigned long long x) nogil
+
+
+cdef int64_t INT64_MAX = 0x7FFFFFFFFFFFFFFF
+cdef uint64_t EMPTY_KEY = 0xFFFFFFFFFFFFFFFF
+
+# hex digit values, 0xFF for an invalid character
+cdef uint8_t HEXVAL[256]
+# bit length of 0..15
+cdef uint8_t NIBBLE_BITS[16]
+# "00000000".."11111111" for every byte value, 8 characters each, most significant bit first
+cdef char BYTE_CHARS[256 * 8]
+
+
+cdef void _init_tables():
+    cdef int i, j
+    for i in range(256):
+        HEXVAL[i] = 0xFF
+    for i in range(10):
+        HEXVAL[48 + i] = i
+    for i in range(6):
+        HEXVAL[97 + i] = 10 + i
+        HEXVAL[65 + i] = 10 + i
+    for i in range(16):
+        NIBBLE_BITS[i] = 0 if i == 0 else (1 if i == 1 else (2 if i < 4 else (3 if i < 8 else 4)))
+    for i in range(256):
+        for j in range(8):
+            BYTE_CHARS[i * 8 + j] = 49 if (i >> (7 - j)) & 1 else 48
+
+
+_init_tables()
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers (the twin has the same ones, with the same messages)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_width(width):
+    width = operator.index(width)
+    if width < 0:
+        raise ValueError(f"width must be >= 0, got {width}")
+    return width
+
+
+def _keys_array(keys):
+    """``keys`` as a C-contiguous 1-D uint64 or 2-D uint8 array (no copy when already one)."""
+    a = np.asarray(keys)
+    if a.ndim == 1:
+        if a.dtype != np.uint64:
+            if a.size == 0:
+                a = np.zeros(0, dtype=np.uint64)
+            elif a.dtype.kind == "u":
+                a = a.astype(np.uint64)
+            elif a.dtype.kind == "i":
+                if (a < 0).any():
+                    raise ValueError("outcome keys must be non-negative")
+                a = a.astype(np.uint64)
+            else:
+                raise TypeError(f"outcome keys must be uint64 integers, got dtype {a.dtype}")
+        return np.ascontiguousarray(a)
+    if a.ndim == 2:
+        if a.dtype != np.uint8:
+            raise TypeError(f"packed outcome rows must be uint8, got dtype {a.dtype}")
+        return np.ascontiguousarray(a)
+    raise ValueError(f"outcome keys must be a 1-D or 2-D array, got {a.ndim} dimensions")
+
+
+def _counts_array(counts):
+    """``counts`` as a C-contiguous 1-D int64 array."""
+    a = np.asarray(counts)
+    if a.ndim != 1:
+        raise ValueError(f"counts must be a 1-D array, got {a.ndim} dimensions")
+    if a.dtype != np.int64:
+        if a.size == 0:
+            a = np.zeros(0, dtype=np.int64)
+        elif a.dtype.kind == "u":
+            if int(a.max()) > INT64_MAX:
+                raise OverflowError("a count does not fit in int64")
+            a = a.astype(np.int64)
+        elif a.dtype.kind == "i":
+            a = a.astype(np.int64)
+        else:
+            raise TypeError(f"counts must be integers, got dtype {a.dtype}")
+    return np.ascontiguousarray(a)
+
+
+def _check_pair(keys, counts):
+    if keys.shape[0] != counts.shape[0]:
+        raise ValueError(f"{keys.shape[0]} keys but {counts.shape[0]} counts")
+
+
+def _check_keys_width(keys, width):
+    if width <= 64:
+        if keys.ndim != 1:
+            raise ValueError(f"outcomes of {width} bits must be a 1-D uint64 array")
+    else:
+        nbytes = (width + 7) // 8
+        if keys.ndim != 2 or keys.shape[1] != nbytes:
+            raise ValueError(f"outcomes of {width} bits must be uint8 rows of {nbytes} bytes")
+
+
+def _check_indices(indices, width):
+    out = [operator.index(i) for i in indices]
+    seen = set()
+    for i in out:
+        if i < 0 or i >= width:
+            raise ValueError(f"index {i} is outside 0..{width - 1}")
+        if i in seen:
+            raise ValueError(f"index {i} is repeated")
+        seen.add(i)
+    return out
+
+
+def _register_sizes(creg_sizes):
+    """Register sizes in the order qiskit's ``_separate_bitstring`` walks them (reversed)."""
+    sizes = []
+    for _, size in reversed(creg_sizes):
+        size = operator.index(size)
+        if size < 0:
+            raise ValueError(f"register size must be >= 0, got {size}")
+        if size > sys.maxsize:
+            raise OverflowError(f"register size {size} is too large")
+        sizes.append(size)
+    return sizes
+
+
+cdef inline void* _data(cnp.ndarray a) noexcept:
+    return cnp.PyArray_DATA(a)
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+# --------------------------------------------------------------------------------------------
+
+# result codes of the per-string parsers
+cdef enum:
+    OK = 0
+    INVALID = 1
+    TOO_WIDE = 2
+
+
+cdef inline int _hex_u64(const char* p, Py_ssize_t n, Py_ssize_t width, uint64_t* out) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef uint64_t v = 0, lost = 0
+    cdef uint8_t d
+    if p == NULL:
+        return INVALID
+    if n >= 2 and p[0] == 48 and (p[1] | 0x20) == 120:  # "0x" / "0X"
+        p += 2
+        n -= 2
+    if n == 0:
+        return INVALID
+    for i in range(n):
+        d = HEXVAL[<uint8_t>p[i]]
+        if d == 0xFF:
+            return INVALID
+        lost |= v >> 60
+        v = (v << 4) | d
+    if lost or (width < 64 and (v >> width) != 0):
+        return TOO_WIDE
+    out[0] = v
+    return OK
+
+
+cdef inline int _hex_packed(const char* p, Py_ssize_t n, Py_ssize_t width, Py_ssize_t nb,
+                            uint8_t* row) noexcept nogil:
+    # walks from the least significant digit; row must be zeroed
+    cdef Py_ssize_t i, r = 0, top = 0, cells = 2 * nb
+    cdef uint8_t d
+    if p == NULL:
+        return INVALID
+    if n >= 2 and p[0] == 48 and (p[1] | 0x20) == 120:
+        p += 2
+        n -= 2
+    if n == 0:
+        return INVALID
+    i = n - 1
+    while i >= 0:
+        d = HEXVAL[<uint8_t>p[i]]
+        if d == 0xFF:
+            return INVALID
+        if d:
+            top = 4 * r + NIBBLE_BITS[d]
+            if r < cells:
+                row[nb - 1 - (r >> 1)] |= <uint8_t>(d << (4 * (r & 1)))
+        r += 1
+        i -= 1
+    if top > width:
+        return TOO_WIDE
+    return OK
+
+
+cdef inline int _bits_u64(const char* p, Py_ssize_t n, Py_ssize_t width, uint64_t* out) noexcept nogil:
+    cdef Py_ssize_t i, nd = 0
+    cdef uint64_t v = 0, lost = 0
+    cdef char c
+    if p == NULL:
+        return INVALID
+    if n >= 2 and p[0] == 48 and (p[1] | 0x20) == 98:  # "0b" / "0B"
+        p += 2
+        n -= 2
+    for i in range(n):
+        c = p[i]
+        if c == 48 or c == 49:
+            lost |= v >> 63
+            v = (v << 1) | <uint64_t>(c & 1)
+            nd += 1
+        elif c != 32 and c != 95:  # space, underscore
+            return INVALID
+    if nd == 0:
+        return INVALID
+    if lost or (width < 64 and (v >> width) != 0):
+        return TOO_WIDE
+    out[0] = v
+    return OK
+
+
+cdef inline int _bits_packed(const char* p, Py_ssize_t n, Py_ssize_t width, Py_ssize_t nb,
+                             uint8_t* row) noexcept nogil:
+    cdef Py_ssize_t i, r = 0, top = 0, cells = 8 * nb
+    cdef char c
+    if p == NULL:
+        return INVALID
+    if n >= 2 and p[0] == 48 and (p[1] | 0x20) == 98:
+        p += 2
+        n -= 2
+    i = n - 1
+    while i >= 0:
+        c = p[i]
+        if c == 49:
+            top = r + 1
+            if r < cells:
+                row[nb - 1 - (r >> 3)] |= <uint8_t>(1 << (r & 7))
+            r += 1
+        elif c == 48:
+            r += 1
+        elif c != 32 and c != 95:
+            return INVALID
+        i -= 1
+    if r == 0:
+        return INVALID
+    if top > width:
+        return TOO_WIDE
+    return OK
+
+
+cdef object _parse(object strings, object width_obj, int binary):
+    cdef Py_ssize_t width = _check_width(width_obj)
+    if isinstance(strings, (str, bytes)):
+        raise TypeError("strings must be a sequence of str, not a single string")
+    cdef tuple items = strings if type(strings) is tuple else tuple(strings)
+    cdef Py_ssize_t n = len(items)
+    cdef Py_ssize_t nb = (width + 7) // 8
+    cdef bint packed = width > 64
+    cdef Py_ssize_t i, err = -1
+    cdef int code = OK
+    cdef PyObject* o
+    cdef const char** ptrs = NULL
+    cdef Py_ssize_t* lens = NULL
+    cdef uint64_t* vals = NULL
+    cdef uint8_t* rows = NULL
+    cdef list keep = None
+    cdef cnp.ndarray out
+    if packed:
+        out = np.zeros((n, nb), dtype=np.uint8)
+        rows = <uint8_t*>_data(out)
+    else:
+        out = np.empty(n, dtype=np.uint64)
+        vals = <uint64_t*>_data(out)
+    if n == 0:
+        return out
+    ptrs = <const char**>malloc(n * sizeof(char*))
+    lens = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
+    try:
+        if ptrs == NULL or lens == NULL:
+            raise MemoryError()
+        # under the GIL: pointers to the ASCII data; `items` keeps every string alive
+        for i in range(n):
+            o = _TupleItem(items, i)
+            if _IsCompactAscii(o):
+                ptrs[i] = <const char*>_UnicodeData(o)
+                lens[i] = _UnicodeLen(o)
+            elif _UnicodeCheck(o):
+                # str subclass or non-ASCII str: ASCII bytes kept alive in `keep`, else invalid
+                try:
+                    b = (<object>o).encode("ascii")
+                except UnicodeEncodeError:
+                    ptrs[i] = NULL
+                    lens[i] = 0
+                else:
+                    if keep is None:
+                        keep = []
+                    keep.append(b)
+                    ptrs[i] = _BytesData(b)
+                    lens[i] = _BytesLen(b)
+            else:
+                raise TypeError(
+                    f"outcomes must be str, got {type(<object>o).__name__} at index {i}"
+                )
+        with nogil:
+            if not packed:
+                if binary:
+                    for i in range(n):
+                        code = _bits_u64(ptrs[i], lens[i], width, vals + i)
+                        if code != OK:
+                            err = i
+                            break
+                else:
+                    for i in range(n):
+                        code = _hex_u64(ptrs[i], lens[i], width, vals + i)
+                        if code != OK:
+                            err = i
+                            break
+            else:
+                if binary:
+                    for i in range(n):
+                        code = _bits_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
+                        if code != OK:
+                            err = i
+                            break
+                else:
+                    for i in range(n):
+                        code = _hex_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
+                        if code != OK:
+                            err = i
+                            break
+    finally:
+        free(ptrs)
+        free(lens)
+    if err >= 0:
+        s = items[err]
+        if code == INVALID:
+            kind = "binary" if binary else "hexadecimal"
+            raise ValueError(f"invalid {kind} outcome {s!r}")
+        raise ValueError(f"outcome {s!r} does not fit in {width} bits")
+    return out
+
+
+def parse_hex(strings, width) -> np.ndarray:
+    """Parse hexadecimal outcome strings ("0x1f", "1F", "0x001f") into the outcome representation.
+
+    parse_hex(strings: Sequence[str], width: int) -> np.ndarray
+
+    Raises ValueError naming the first offending string (invalid character, no digits, or a
+    value wider than ``width`` bits) and TypeError for an item that is not a str.
+    """
+    return _parse(strings, width, 0)
+
+
+def parse_bits(strings, width) -> np.ndarray:
+    """Parse binary outcome strings ("0101", "0b101", "01 10", "01_10") into the representation.
+
+    parse_bits(strings: Sequence[str], width: int) -> np.ndarray
+
+    Spaces and underscores after the optional "0b" prefix are ignored. Raises ValueError naming
+    the first offending string (invalid character, no digits, or a value wider than ``width``
+    bits) and TypeError for an item that is not a str.
+    """
+    return _parse(strings, width, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# merging: uint64 keys
+# --------------------------------------------------------------------------------------------
+
+ctypedef struct Pair:
+    uint64_t key
+    int64_t count
+
+# merge error codes
+cdef enum:
+    MERGE_OK = 0
+    MERGE_NEGATIVE = 1
+    MERGE_OVERFLOW = 2
+    MERGE_NOMEM = 3
+
+# the hash table is used while the number of distinct keys stays below this (table in cache);
+# past it all pairs are radix sorted instead
+cdef Py_ssize_t HASH_MAX_DISTINCT = 1 << 16
+
+
+cdef inline uint64_t _mix(uint64_t k) noexcept nogil:
+    k ^= k >> 33
+    k *= <uint64_t>0xff51afd7ed558ccd
+    k ^= k >> 33
+    k *= <uint64_t>0xc4ceb9fe1a85ec53
+    k ^= k >> 33
+    return k
+
+
+cdef inline int _add(int64_t* acc, int64_t c) noexcept nogil:
+    # both non-negative
+    if acc[0] > INT64_MAX - c:
+        return MERGE_OVERFLOW
+    acc[0] += c
+    return MERGE_OK
+
+
+cdef Pair* _radix_sort_pairs(Pair* a, Pair* tmp, Py_ssize_t n) noexcept nogil:
+    """LSD radix sort by key, 8 bits per pass, skipping bytes that are the same in every key.
+
+    Returns the buffer (a or tmp) that holds the sorted pairs; stable.
+    """
+    cdef Py_ssize_t hist[8][256]
+    cdef Py_ssize_t i, s, t
+    cdef int b, d
+    cdef uint64_t k
+    cdef Pair* src = a
+    cdef Pair* dst = tmp
+    cdef Pair* sw
+    if n <= 1:
+        return a
+    memset(hist, 0, sizeof(hist))
+    for i in range(n):
+        k = a[i].key
+        hist[0][k & 0xFF] += 1
+        hist[1][(k >> 8) & 0xFF] += 1
+        hist[2][(k >> 16) & 0xFF] += 1
+        hist[3][(k >> 24) & 0xFF] += 1
+        hist[4][(k >> 32) & 0xFF] += 1
+        hist[5][(k >> 40) & 0xFF] += 1
+        hist[6][(k >> 48) & 0xFF] += 1
+        hist[7][k >> 56] += 1
+    for b in range(8):
+        if hist[b][(a[0].key >> (8 * b)) & 0xFF] == n:
+            continue  # every key has the same byte here
+        s = 0
+        for d in range(256):
+            t = hist[b][d]
+            hist[b][d] = s
+            s += t
+        for i in range(n):
+            d = (src[i].key >> (8 * b)) & 0xFF
+            dst[hist[b][d]] = src[i]
+            hist[b][d] += 1
+        sw = src
+        src = dst
+        dst = sw
+    return src
+
+
+cdef int _reduce_sorted(Pair* a, Py_ssize_t n, Py_ssize_t* nunique) noexcept nogil:
+    """Sums the counts of equal keys of sorted pairs in place; first nunique pairs hold the result."""
+    cdef Py_ssize_t i, u = 0
+    if n == 0:
+        nunique[0] = 0
+        return MERGE_OK
+    for i in range(1, n):
+        if a[i].key == a[u].key:
+            if _add(&a[u].count, a[i].count):
+                return MERGE_OVERFLOW
+        else:
+            u += 1
+            a[u] = a[i]
+    nunique[0] = u + 1
+    return MERGE_OK
+
+
+cdef int _merge_u64(const uint64_t** kp, const int64_t** cp, const Py_ssize_t* lens,
+                    Py_ssize_t nparts, Pair** result, Py_ssize_t* nresult) noexcept nogil:
+    """Merges the parts into malloc'ed unique sorted pairs (*result, freed by the caller)."""
+    cdef Py_ssize_t total = 0, p, i, u = 0, cap, mask, slot, j, pos
+    cdef Pair* table = NULL
+    cdef Pair* a = NULL
+    cdef Pair* tmp = NULL
+    cdef Pair* sorted_ = NULL
+    cdef uint64_t k
+    cdef int64_t c, max_count = 0
+    cdef bint has_max = False
+    cdef int rc = MERGE_OK
+    cdef bint hashed = True
+    result[0] = NULL
+    nresult[0] = 0
+    for p in range(nparts):
+        total += lens[p]
+        for i in range(lens[p]):
+            if cp[p][i] < 0:
+                return MERGE_NEGATIVE
+    if total == 0:
+        return MERGE_OK
+
+    # 1. hash aggregation while the distinct keys fit in a cache-sized table
+    cap = 1024
+    while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * total:
+        cap *= 2
+    table = <Pair*>malloc(cap * sizeof(Pair))
+    if table == NULL:
+        return MERGE_NOMEM
+    for i in range(cap):
+        table[i].key = EMPTY_KEY
+        table[i].count = 0
+    mask = cap - 1
+    for p in range(nparts):
+        if not hashed:
+            break
+        for i in range(lens[p]):
+            k = kp[p][i]
+            c = cp[p][i]
+            if k == EMPTY_KEY:
+                has_max = True
+                if max_count > INT64_MAX - c:
+                    free(table)
+                    return MERGE_OVERFLOW
+                max_count += c
+                continue
+            slot = _mix(k) & mask
+            while table[slot].key != k and table[slot].key != EMPTY_KEY:
+                slot = (slot + 1) & mask
+            if table[slot].key == EMPTY_KEY:
+                if 2 * (u + 1) > cap:  # too many distinct keys: give up hashing
+                    hashed = False
+                    break
+                table[slot].key = k
+                table[slot].count = c
+                u += 1
+            else:
+                if table[slot].count > INT64_MAX - c:
+                    free(table)
+                    return MERGE_OVERFLOW
+                table[slot].count += c
+    if hashed:
+        j = u + (1 if has_max else 0)
+        a = <Pair*>malloc(j * sizeof(Pair))
+        tmp = <Pair*>malloc(j * sizeof(Pair))
+        if a == NULL or tmp == NULL:
+            free(table)
+            free(a)
+            free(tmp)
+            return MERGE_NOMEM
+        pos = 0
+        for i in range(cap):
+            if table[i].key != EMPTY_KEY:
+                a[pos] = table[i]
+                pos += 1
+        if has_max:
+            a[pos].key = EMPTY_KEY
+            a[pos].count = max_count
+            pos += 1
+        free(table)
+        sorted_ = _radix_sort_pairs(a, tmp, pos)
+        if sorted_ == a:
+            free(tmp)
+        else:
+            free(a)
+        result[0] = sorted_
+        nresult[0] = pos
+        return MERGE_OK
+
+    # 2. radix sort of every pair, then one pass summing equal keys
+    free(table)
+    a = <Pair*>malloc(total * sizeof(Pair))
+    tmp = <Pair*>malloc(total * sizeof(Pair))
+    if a == NULL or tmp == NULL:
+        free(a)
+        free(tmp)
+        return MERGE_NOMEM
+    pos = 0
+    for p in range(nparts):
+        for i in range(lens[p]):
+            a[pos].key = kp[p][i]
+            a[pos].count = cp[p][i]
+            pos += 1
+    sorted_ = _radix_sort_pairs(a, tmp, total)
+    if sorted_ == a:
+        free(tmp)
+    else:
+        free(a)
+    rc = _reduce_sorted(sorted_, total, nresult)
+    if rc != MERGE_OK:
+        free(sorted_)
+        nresult[0] = 0
+        return rc
+    result[0] = sorted_
+    return MERGE_OK
+
+
+# --------------------------------------------------------------------------------------------
+# merging: packed rows
+# --------------------------------------------------------------------------------------------
+
+ctypedef struct Slot:
+    uint64_t hash
+    Py_ssize_t idx      # index into the unique rows, -1 when empty
+
+
+cdef inline uint64_t _hash_row(const uint8_t* row, Py_ssize_t nb) noexcept nogil:
+    cdef uint64_t h = <uint64_t>0x9E3779B97F4A7C15 ^ <uint64_t>nb, w
+    cdef Py_ssize_t i = 0
+    while i + 8 <= nb:
+        memcpy(&w, row + i, 8)
+        h = _mix(h ^ w) 
+        i += 8
+    if i < nb:
+        w = 0
+        memcpy(&w, row + i, nb - i)
+        h = _mix(h ^ w ^ (<uint64_t>(nb - i) << 56))
+    return _mix(h)
+
+
+cdef int _merge_rows(const uint8_t** kp, const int64_t** cp, const Py_ssize_t* lens,
+                     Py_ssize_t nparts, Py_ssize_t nb, const uint8_t*** rows_out,
+                     int64_t** counts_out, Py_ssize_t** order_out,
+                     Py_ssize_t* nresult) noexcept nogil:
+    """Hash-merges packed rows; the caller frees *rows_out, *counts_out, *order_out.
+
+    On success (*rows_out)[(*order_out)[i]] is the i-th smallest distinct row, with count
+    (*counts_out)[(*order_out)[i]].
+    """
+    cdef Py_ssize_t total = 0, p, i, u = 0, cap = 16, mask, slot, ucap, col, s, t, j
+    cdef Slot* table = NULL
+    cdef Slot* newtable = NULL
+    cdef const uint8_t** urows = NULL
+    cdef int64_t* ucounts = NULL
+    cdef Py_ssize_t* order = NULL
+    cdef Py_ssize_t* tmp = NULL
+    cdef Py_ssize_t* sw
+    cdef Py_ssize_t* hist = NULL
+    cdef uint64_t h
+    cdef int64_t c
+    cdef const uint8_t* row
+    cdef int rc = MERGE_OK
+    rows_out[0] = NULL
+    counts_out[0] = NULL
+    order_out[0] = NULL
+    nresult[0] = 0
+    for p in range(nparts):
+        total += lens[p]
+        for i in range(lens[p]):
+            if cp[p][i] < 0:
+                return MERGE_NEGATIVE
+    if total == 0:
+        return MERGE_OK
+    ucap = total
+    while cap < 2 * total and cap < 4096:
+        cap *= 2
+    table = <Slot*>malloc(cap * sizeof(Slot))
+    urows = <const uint8_t**>malloc(ucap * sizeof(uint8_t*))
+    ucounts = <int64_t*>malloc(ucap * sizeof(int64_t))
+    if table == NULL or urows == NULL or ucounts == NULL:
+        rc = MERGE_NOMEM
+    else:
+        for i in range(cap):
+            table[i].idx = -1
+        mask = cap - 1
+        for p in range(nparts):
+            if rc != MERGE_OK:
+                break
+            for i in range(lens[p]):
+                row = kp[p] + i * nb
+                c = cp[p][i]
+                h = _hash_row(row, nb)
+                slot = h & mask
+                while table[slot].idx >= 0:
+                    if table[slot].hash == h and memcmp(urows[table[slot].idx], row, nb) == 0:
+                        break
+                    slot = (slot + 1) & mask
+                if table[slot].idx >= 0:
+                    j = table[slot].idx
+                    if ucounts[j] > INT64_MAX - c:
+                        rc = MERGE_OVERFLOW
+                        break
+                    ucounts[j] += c
+                    continue
+                table[slot].hash = h
+                table[slot].idx = u
+                urows[u] = row
+                ucounts[u] = c
+                u += 1
+                if 2 * u > cap:  # grow and rehash
+                    newtable = <Slot*>malloc(2 * cap * sizeof(Slot))
+                    if newtable == NULL:
+                        rc = MERGE_NOMEM
+                        break
+                    for j in range(2 * cap):
+                        newtable[j].idx = -1
+                    mask = 2 * cap - 1
+                    for j in range(cap):
+                        if table[j].idx >= 0:
+                            slot = table[j].hash & mask
+                            while newtable[slot].idx >= 0:
+                                slot = (slot + 1) & mask
+                            newtable[slot] = table[j]
+                    free(table)
+                    table = newtable
+                    cap *= 2
+    free(table)
+    if rc == MERGE_OK:
+        # LSD radix sort of the distinct rows, least significant byte (last column) first
+        order = <Py_ssize_t*>malloc(u * sizeof(Py_ssize_t))
+        tmp = <Py_ssize_t*>malloc(u * sizeof(Py_ssize_t))
+        hist = <Py_ssize_t*>calloc(256 * (nb if nb > 0 else 1), sizeof(Py_ssize_t))
+        if order == NULL or tmp == NULL or hist == NULL:
+            rc = MERGE_NOMEM
+        else:
+            for i in range(u):
+                order[i] = i
+                row = urows[i]
+                for col in range(nb):
+                    hist[col * 256 + row[col]] += 1
+            col = nb - 1
+            while col >= 0:
+                if hist[col * 256 + urows[0][col]] != u:
+                    s = 0
+                    for j in range(256):
+                        t = hist[col * 256 + j]
+                        hist[col * 256 + j] = s
+                        s += t
+                    for i in range(u):
+                        j = urows[order[i]][col]
+                        tmp[hist[col * 256 + j]] = order[i]
+                        hist[col * 256 + j] += 1
+                    sw = order
+                    order = tmp
+                    tmp = sw
+                col -= 1
+    free(tmp)
+    free(hist)
+    if rc != MERGE_OK:
+        free(urows)
+        free(ucounts)
+        free(order)
+        return rc
+    rows_out[0] = urows
+    counts_out[0] = ucounts
+    order_out[0] = order
+    nresult[0] = u
+    return MERGE_OK
+
+
+cdef object _raise_merge(int rc):
+    if rc == MERGE_NEGATIVE:
+        raise ValueError("counts must be non-negative")
+    if rc == MERGE_OVERFLOW:
+        raise OverflowError("a merged count does not fit in int64")
+    if rc == MERGE_NOMEM:
+        raise MemoryError()
+    return None
+
+
+cdef tuple _merge_arrays(list ks, list cs):
+    """Merges validated parts (all 1-D uint64, or all 2-D uint8 with the same width)."""
+    cdef Py_ssize_t nparts = len(ks), p, i, nres = 0, nb = 0
+    cdef bint packed = (<cnp.ndarray>ks[0]).ndim == 2
+    cdef const void** kp = <const void**>malloc(nparts * sizeof(void*))
+    cdef const int64_t** cp = <const int64_t**>malloc(nparts * sizeof(int64_t*))
+    cdef Py_ssize_t* lens = <Py_ssize_t*>malloc(nparts * sizeof(Py_ssize_t))
+    cdef Pair* pairs = NULL
+    cdef const uint8_t** urows = NULL
+    cdef int64_t* ucounts = NULL
+    cdef Py_ssize_t* order = NULL
+    cdef int rc = MERGE_OK
+    cdef cnp.ndarray out_k, out_c
+    cdef uint64_t* okp
+    cdef uint8_t* orp
+    cdef int64_t* ocp
+    try:
+        if kp == NULL or cp == NULL or lens == NULL:
+            raise MemoryError()
+        if packed:
+            nb = (<cnp.ndarray>ks[0]).shape[1]
+        for p in range(nparts):
+            kp[p] = _data(<cnp.ndarray>ks[p])
+            cp[p] = <const int64_t*>_data(<cnp.ndarray>cs[p])
+            lens[p] = (<cnp.ndarray>ks[p]).shape[0]
+        if not packed:
+            with nogil:
+                rc = _merge_u64(<const uint64_t**>kp, cp, lens, nparts, &pairs, &nres)
+            _raise_merge(rc)
+            out_k = np.empty(nres, dtype=np.uint64)
+            out_c = np.empty(nres, dtype=np.int64)
+            okp = <uint64_t*>_data(out_k)
+            ocp = <int64_t*>_data(out_c)
+            with nogil:
+                for i in range(nres):
+                    okp[i] = pairs[i].key
+                    ocp[i] = pairs[i].count
+        else:
+            with nogil:
+                rc = _merge_rows(<const uint8_t**>kp, cp, lens, nparts, nb, &urows, &ucounts,
+                                 &order, &nres)
+            _raise_merge(rc)
+            out_k = np.empty((nres, nb), dtype=np.uint8)
+            out_c = np.empty(nres, dtype=np.int64)
+            orp = <uint8_t*>_data(out_k)
+            ocp = <int64_t*>_data(out_c)
+            with nogil:
+                for i in range(nres):
+                    memcpy(orp + i * nb, urows[order[i]], nb)
+                    ocp[i] = ucounts[order[i]]
+        return out_k, out_c
+    finally:
+        free(kp)
+        free(cp)
+        free(lens)
+        free(pairs)
+        free(urows)
+        free(ucounts)
+        free(order)
+
+
+def merge_counts(keys_list, counts_list) -> tuple:
+    """Join (keys, counts) parts into unique keys in ascending order with summed counts.
+
+    merge_counts(keys_list: Sequence[np.ndarray], counts_list: Sequence[np.ndarray])
+        -> tuple[np.ndarray, np.ndarray]
+
+    All parts must use the same representation (uint64 or packed rows of one width). Raises
+    ValueError for no parts, mismatched parts or negative counts, OverflowError when a sum
+    exceeds int64.
+    """
+    keys_list = list(keys_list)
+    counts_list = list(counts_list)
+    if len(keys_list) != len(counts_list):
+        raise ValueError(f"{len(keys_list)} key arrays but {len(counts_list)} count arrays")
+    if not keys_list:
+        raise ValueError("merge_counts needs at least one part")
+    ks = [_keys_array(k) for k in keys_list]
+    cs = [_counts_array(c) for c in counts_list]
+    first = ks[0]
+    for k, c in zip(ks, cs):
+        if k.ndim != first.ndim or (k.ndim == 2 and k.shape[1] != first.shape[1]):
+            raise ValueError("all parts must use the same outcome representation")
+        _check_pair(k, c)
+    return _merge_arrays(ks, cs)
+
+
+# --------------------------------------------------------------------------------------------
+# formatting
+# --------------------------------------------------------------------------------------------
+
+
+def format_bits(keys, memory_slots, creg_sizes) -> list:
+    """Format outcomes exactly as ``qiskit.result.postprocess.format_counts_memory`` does.
+
+    format_bits(keys: np.ndarray, memory_slots: int | None,
+                creg_sizes: Sequence[Sequence] | None) -> list[str]
+
+    For each key the result equals ``format_counts_memory(hex(key), {"memory_slots": memory_slots,
+    "creg_sizes": creg_sizes})``: binary, zero-padded to ``memory_slots`` (never truncated), then
+    split into registers (last register first, separated by single spaces) when both
+    ``creg_sizes`` and ``memory_slots`` are given.
+    """
+    cdef cnp.ndarray arr = _keys_array(keys)
+    cdef Py_ssize_t ms = 0, n, nb, nbits, bufsize, i, j, L, last_l = -1, bitlen, total = 0
+    cdef Py_ssize_t nseg = 0, pos, a, b, size
+    cdef bint packed, sep
+    cdef char* buf = NULL
+    cdef char* end
+    cdef char* src
+    cdef char* dst
+    cdef Py_ssize_t* sizes = NULL
+    cdef Py_ssize_t* seg_a = NULL
+    cdef Py_ssize_t* seg_b = NULL
+    cdef const uint64_t* kp = NULL
+    cdef const uint8_t* rp = NULL
+    cdef const uint8_t* row
+    cdef uint64_t k
+    cdef PyObject* s
+    cdef list result
+    if memory_slots:
+        ms = operator.index(memory_slots)
+        if ms < 0:
+            raise ValueError(f"memory_slots must be >= 0, got {ms}")
+    py_sizes = _register_sizes(creg_sizes) if (creg_sizes and ms) else None
+    sep = py_sizes is not None
+    packed = arr.ndim == 2
+    n = arr.shape[0]
+    if packed:
+        nb = arr.shape[1]
+        rp = <const uint8_t*>_data(arr)
+    else:
+        nb = 8
+        kp = <const uint64_t*>_data(arr)
+    nbits = 8 * nb
+    bufsize = (nbits if nbits > ms else ms) + 8
+    result = PyList_New(n)  # items are NULL until set; a partly filled list is safe to drop
+    try:
+        buf = <char*>malloc(bufsize)
+        if buf == NULL:
+            raise MemoryError()
+        memset(buf, 48, bufsize)
+        end = buf + bufsize
+        if sep:
+            nseg = len(py_sizes)
+            sizes = <Py_ssize_t*>malloc(nseg * sizeof(Py_ssize_t))
+            seg_a = <Py_ssize_t*>malloc(nseg * sizeof(Py_ssize_t))
+            seg_b = <Py_ssize_t*>malloc(nseg * sizeof(Py_ssize_t))
+            if sizes == NULL or seg_a == NULL or seg_b == NULL:
+                raise MemoryError()
+            for j in range(nseg):
+                sizes[j] = py_sizes[j]
+        for i in range(n):
+            # binary digits of the key, right-aligned at the end of buf
+            if not packed:
+                k = kp[i]
+                for j in range(8):
+                    memcpy(end - 8 * (j + 1), &BYTE_CHARS[8 * ((k >> (8 * j)) & 0xFF)], 8)
+                bitlen = 64 - qjm_clz64(k) if k else 1
+            else:
+                row = rp + i * nb
+                bitlen = 1
+                for j in range(nb):
+                    memcpy(end - 8 * (nb - j), &BYTE_CHARS[8 * row[j]], 8)
+                for j in range(nb):
+                    if row[j]:
+                        bitlen = 8 * (nb - 1 - j) + 64 - qjm_clz64(row[j])
+                        break
+            L = bitlen if bitlen > ms else ms
+            src = end - L
+            if not sep:
+                s = _UnicodeNew(L, 127)
+                if s == NULL:
+                    raise MemoryError()
+                memcpy(_UnicodeData(s), src, L)
+            else:
+                if L != last_l:
+                    # qiskit's slices bitstring[pos:pos + size] over a string of length L
+                    pos = 0
+                    total = nseg - 1
+                    for j in range(nseg):
+                        size = sizes[j]
+                        a = pos if pos < L else L
+                        b = pos + size if size < L - a else L
+                        seg_a[j] = a
+                        seg_b[j] = b
+                        total += b - a
+                        pos = b
+                    last_l = L
+                s = _UnicodeNew(total, 127)
+                if s == NULL:
+                    raise MemoryError()
+                dst = <char*>_UnicodeData(s)
+                for j in range(nseg):
+                    if j:
+                        dst[0] = 32
+                        dst += 1
+                    memcpy(dst, src + seg_a[j], seg_b[j] - seg_a[j])
+                    dst += seg_b[j] - seg_a[j]
+            _ListSet(result, i, s)  # steals the reference
+    finally:
+        free(buf)
+        free(sizes)
+        free(seg_a)
+        free(seg_b)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# marginals
+# --------------------------------------------------------------------------------------------
+
+
+cdef int _marginal_into(cnp.ndarray keys, list idx, cnp.ndarray out) except -1:
+    """Writes the marginal of keys over idx (new bit j = old bit idx[j]) into out."""
+    cdef Py_ssize_t n = keys.shape[0], m = len(idx), i, j, nseg = 0, nbi, nbo, src
+    cdef Py_ssize_t* ind = <Py_ssize_t*>malloc((m if m else 1) * sizeof(Py_ssize_t))
+    cdef int* s_src = <int*>malloc((m if m else 1) * sizeof(int))
+    cdef int* s_dst = <int*>malloc((m if m else 1) * sizeof(int))
+    cdef uint64_t* s_mask = <uint64_t*>malloc((m if m else 1) * sizeof(uint64_t))
+    cdef const uint64_t* kp
+    cdef const uint8_t* rp
+    cdef const uint8_t* row
+    cdef uint64_t* okp
+    cdef uint8_t* orp
+    cdef uint64_t k, v
+    try:
+        if ind == NULL or s_src == NULL or s_dst == NULL or s_mask == NULL:
+            raise MemoryError()
+        for j in range(m):
+            ind[j] = idx[j]
+        if keys.ndim == 1:
+            # runs of consecutive indices become one shift-and-mask each
+            j = 0
+            while j < m:
+                i = j + 1
+                while i < m and ind[i] == ind[i - 1] + 1:
+                    i += 1
+                s_src[nseg] = <int>ind[j]
+                s_dst[nseg] = <int>j
+                s_mask[nseg] = EMPTY_KEY if i - j >= 64 else ((<uint64_t>1 << (i - j)) - 1)
+                nseg += 1
+                j = i
+            kp = <const uint64_t*>_data(keys)
+            okp = <uint64_t*>_data(out)
+            with nogil:
+                for i in range(n):
+                    k = kp[i]
+                    v = 0
+                    for j in range(nseg):
+                        v |= ((k >> s_src[j]) & s_mask[j]) << s_dst[j]
+                    okp[i] = v
+        else:
+            nbi = keys.shape[1]
+            rp = <const uint8_t*>_data(keys)
+            if out.ndim == 1:
+                okp = <uint64_t*>_data(out)
+                with nogil:
+                    for i in range(n):
+                        row = rp + i * nbi
+                        v = 0
+                        for j in range(m):
+                            src = ind[j]
+                            v |= <uint64_t>((row[nbi - 1 - (src >> 3)] >> (src & 7)) & 1) << j
+                        okp[i] = v
+            else:
+                nbo = out.shape[1]
+                orp = <uint8_t*>_data(out)  # zeroed by the caller
+                with nogil:
+                    for i in range(n):
+                        row = rp + i * nbi
+                        for j in range(m):
+                            src = ind[j]
+                            if (row[nbi - 1 - (src >> 3)] >> (src & 7)) & 1:
+                                orp[i * nbo + nbo - 1 - (j >> 3)] |= <uint8_t>(1 << (j & 7))
+    finally:
+        free(ind)
+        free(s_src)
+        free(s_dst)
+        free(s_mask)
+    return 0
+
+
+cdef cnp.ndarray _marginal(cnp.ndarray keys, list idx):
+    cdef Py_ssize_t m = len(idx), n = keys.shape[0]
+    cdef cnp.ndarray out
+    if m <= 64:
+        out = np.empty(n, dtype=np.uint64)
+    else:
+        out = np.zeros((n, (m + 7) // 8), dtype=np.uint8)
+    _marginal_into(keys, idx, out)
+    return out
+
+
+def marginal_memory(memory, indices, width) -> np.ndarray:
+    """Per-shot marginal: new bit j is old bit ``indices[j]``; order of shots kept.
+
+    marginal_memory(memory: np.ndarray, indices: Sequence[int], width: int) -> np.ndarray
+
+    The result uses the representation for ``len(indices)`` bits. Raises ValueError for an index
+    outside ``0..width-1``, a repeated index, or keys that do not match ``width``.
+    """
+    width = _check_width(width)
+    keys = _keys_array(memory)
+    _check_keys_width(keys, width)
+    idx = _check_indices(indices, width)
+    return _marginal(keys, idx)
+
+
+def marginal_counts(keys, counts, indices, width) -> tuple:
+    """Marginal counts: new bit j is old bit ``indices[j]``; keys merged (unique, ascending).
+
+    marginal_counts(keys: np.ndarray, counts: np.ndarray, indices: Sequence[int], width: int)
+        -> tuple[np.ndarray, np.ndarray]
+
+    Raises ValueError for an index outside ``0..width-1``, a repeated index, keys that do not
+    match ``width`` or negative counts; OverflowError when a sum exceeds int64.
+    """
+    width = _check_width(width)
+    k = _keys_array(keys)
+    c = _counts_array(counts)
+    _check_keys_width(k, width)
+    _check_pair(k, c)
+    idx = _check_indices(indices, width)
+    return _merge_arrays([_marginal(k, idx)], [c])
+
+
+# --------------------------------------------------------------------------------------------
+# expectation values
+# --------------------------------------------------------------------------------------------
+
+
+def expectation_z(keys, counts, mask) -> float:
+    """Expectation of the diagonal Pauli with Z on the clbits set in ``mask``.
+
+    expectation_z(keys: np.ndarray, counts: np.ndarray, mask: int) -> float
+
+    ``sum(counts * (-1) ** popcount(key & mask)) / sum(counts)``, computed exactly and rounded
+    once. For packed rows the mask is read big-endian over the row's bytes. Raises ValueError
+    on a zero total, negative counts or a negative mask.
+    """
+    cdef cnp.ndarray k = _keys_array(keys)
+    cdef cnp.ndarray c = _counts_array(counts)
+    _check_pair(k, c)
+    mask = operator.index(mask)
+    if mask < 0:
+        raise ValueError("mask must be >= 0")
+    cdef Py_ssize_t n = k.shape[0], i, j, nb
+    cdef const int64_t* cp = <const int64_t*>_data(c)
+    cdef const uint64_t* kp
+    cdef const uint8_t* rp
+    cdef const uint8_t* mp
+    cdef uint64_t m64, x, cnt
+    cdef uint64_t lo[2]
+    cdef uint64_t hi[2]
+    cdef int odd
+    cdef bint negative = False
+    cdef bytes mbytes
+    lo[0] = lo[1] = hi[0] = hi[1] = 0
+    if k.ndim == 1:
+        m64 = mask & 0xFFFFFFFFFFFFFFFF
+        kp = <const uint64_t*>_data(k)
+        with nogil:
+            for i in range(n):
+                if cp[i] < 0:
+                    negative = True
+                    break
+                odd = qjm_popcount64(kp[i] & m64) & 1
+                cnt = <uint64_t>cp[i]
+                lo[odd] += cnt
+                if lo[odd] < cnt:
+                    hi[odd] += 1
+    else:
+        nb = k.shape[1]
+        mbytes = (mask & ((1 << (8 * nb)) - 1)).to_bytes(nb, "big")
+        mp = <const uint8_t*>(<char*>mbytes)
+        rp = <const uint8_t*>_data(k)
+        with nogil:
+            for i in range(n):
+                if cp[i] < 0:
+                    negative = True
+                    break
+                x = 0
+                for j in range(nb):
+                    x ^= rp[i * nb + j] & mp[j]
+                odd = qjm_popcount64(x) & 1
+                cnt = <uint64_t>cp[i]
+                lo[odd] += cnt
+                if lo[odd] < cnt:
+                    hi[odd] += 1
+    if negative:
+        raise ValueError("counts must be non-negative")
+    pos = (int(hi[0]) << 64) + int(lo[0])
+    neg = (int(hi[1]) << 64) + int(lo[1])
+    total = pos + neg
+    if total == 0:
+        raise ValueError("total counts are zero")
+    return (pos - neg) / total
