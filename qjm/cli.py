@@ -11,12 +11,31 @@ from qjm.jobmanager import JobManager
 
 
 def _random_circuits(n: int, qubits: int, depth: int, seed: int) -> list:
-    from qiskit.circuit.random import random_circuit
+    """Random layers of single-qubit rotations and CX gates, measured into two registers.
 
+    Built from gates every simulator runs without transpiling (qjm runs circuits as given).
+    """
+    import numpy as np
+    from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+
+    rng = np.random.default_rng(seed)
     circuits = []
+    low = max(1, qubits // 2)
     for i in range(n):
-        circuit = random_circuit(qubits, depth, measure=True, seed=seed + i)
-        circuit.name = f"random-{i}"
+        qr = QuantumRegister(qubits, "q")
+        regs = [ClassicalRegister(low, "c0")]
+        if qubits > low:
+            regs.append(ClassicalRegister(qubits - low, "c1"))
+        circuit = QuantumCircuit(qr, *regs, name=f"random-{i}")
+        for _ in range(depth):
+            for q in range(qubits):
+                gate = rng.integers(3)
+                angle = float(rng.uniform(0, 2 * np.pi))
+                (circuit.rx, circuit.ry, circuit.rz)[gate](angle, q)
+            order = rng.permutation(qubits)
+            for a, b in zip(order[::2], order[1::2]):
+                circuit.cx(int(a), int(b))
+        circuit.measure(qr, [bit for reg in regs for bit in reg])
         circuits.append(circuit)
     return circuits
 

@@ -27,7 +27,7 @@ _NOT_READY = "not ready"  # the job is not in a final state yet
 _FAILED = "failed"  # the job is done but its result could not be read this time
 
 _POLL_FIRST = 0.005  # seconds before a job's status is asked again, growing to _POLL_MAX
-_POLL_MAX = 0.5
+_POLL_MAX = 0.2
 
 
 def _describe(exc: BaseException) -> str:
