@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
@@ -28,6 +29,14 @@ _FAILED = "failed"  # the job is done but its result could not be read this time
 
 _POLL_FIRST = 0.005  # seconds before a job's status is asked again, growing to _POLL_MAX
 _POLL_MAX = 0.2
+
+
+def _accepts(function: Any, keyword: str) -> bool:
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return keyword in params
 
 
 def _describe(exc: BaseException) -> str:
@@ -455,7 +464,12 @@ class ManagedJobSet:
         if status not in JOB_FINAL_STATES:
             return _NOT_READY
         try:
-            result = job.result()
+            if status == JobStatus.ERROR and _accepts(job.result, "partial"):
+                # IBM-style jobs hand over a failed job's successful experiments only on request;
+                # results are fetched once and kept, so always ask for them.
+                result = job.result(partial=True)
+            else:
+                result = job.result()
             outcome = JobOutcome(status, decode_result(result))
         except Exception as exc:  # noqa: BLE001
             if mj.outcome is not None and refresh:
