@@ -1,0 +1,57 @@
+"""Best-of-N timing with ``time.perf_counter``, the same N for both sides, interleaved."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds ``fn()`` takes (after a full collection, so no earlier garbage is paid for)."""
+    gc.collect()
+    t0 = time.perf_counter()
+    out = fn()
+    t = time.perf_counter() - t0
+    return t, out
+
+
+@dataclass
+class Pair:
+    """Best times of the two sides over the same number of repetitions."""
+
+    baseline: float
+    qjm: float
+    repeat: int
+    baseline_all: list[float]
+    qjm_all: list[float]
+
+
+def side_by_side(
+    repeat: int,
+    baseline: Callable[[Any], Any],
+    qjm: Callable[[Any], Any],
+    baseline_setup: Callable[[], Any] = lambda: None,
+    qjm_setup: Callable[[], Any] = lambda: None,
+) -> Pair:
+    """Time ``baseline(baseline_setup())`` and ``qjm(qjm_setup())`` ``repeat`` times each,
+    alternating (baseline, qjm, baseline, qjm, ...), and keep the best of each side.
+
+    The setups run outside the timed region, once before every repetition (a fresh object per
+    repetition: nothing computed by one repetition is reused by the next). What a timed call
+    returns is dropped outside the timed region.
+    """
+    tb: list[float] = []
+    tq: list[float] = []
+    for _ in range(repeat):
+        arg = baseline_setup()
+        t, out = timed(lambda: baseline(arg))
+        tb.append(t)
+        del out, arg
+        arg = qjm_setup()
+        t, out = timed(lambda: qjm(arg))
+        tq.append(t)
+        del out, arg
+    return Pair(min(tb), min(tq), repeat, tb, tq)
