@@ -9,7 +9,7 @@ from typing import Any
 
 from qjm.exceptions import JobManagerUnknownJobSet
 from qjm.managedjobset import ManagedJobSet
-from qjm.plan import Plan, chunk_size, make_plan, split_shots
+from qjm.plan import Plan, chunk_size, make_plan, payload_bounds, split_shots
 from qjm.store import Store, default_store_path
 from qjm.validation import (
     check_circuits,
@@ -153,7 +153,14 @@ class JobManager:
             options = getattr(backend, "options", None)
             shots = getattr(options, "shots", None) if options is not None else None
         part_shots = split_shots(int(shots), max_shots) if isinstance(shots, int) else None
-        return make_plan(len(circuits), chunk, part_shots)
+        bounds = None
+        max_bytes = _backend_limit(backend, "max_payload_bytes")
+        measure = getattr(backend, "payload_size", None)
+        if max_bytes and callable(measure):
+            # one circuit at a time: a conservative size for a job (each count carries the
+            # request's own overhead once more)
+            bounds = payload_bounds([int(measure([c])) for c in circuits], chunk, max_bytes)
+        return make_plan(len(circuits), chunk, part_shots, bounds)
 
     def job_sets(self, name: str | None = None) -> list[ManagedJobSet]:
         """Job sets in the store, this process's and earlier ones', oldest first.

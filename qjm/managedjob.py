@@ -37,6 +37,7 @@ class ManagedJob:
         self.job_id: str | None = None
         self.submit_error: str | None = None
         self.fetch_error: str | None = None
+        self.submit_waiting: str | None = None  # why a submission is waiting (a busy backend)
         self.outcome: JobOutcome | None = None
         self.submitted = threading.Event()  # set when submission has finished, either way
         self.fetch_future: Future | None = None

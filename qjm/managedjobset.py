@@ -78,6 +78,7 @@ class ManagedJobSet:
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._submit_futures: list[Future] = []
+        self._stop_submitting = threading.Event()  # set by cancel() and shutdown()
         self._attached = False
         self._unloaded = False  # a retrieved set loads its stored results on first use
 
@@ -151,6 +152,7 @@ class ManagedJobSet:
             cancel_futures: cancel the submissions and fetches that have not started; jobs whose
                 submission is cancelled are reported as never submitted.
         """
+        self._stop_submitting.set()
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
@@ -181,11 +183,27 @@ class ManagedJobSet:
 
     def _submit_one(self, mj: ManagedJob, circuits: list, options: dict[str, Any]) -> None:
         try:
-            job = self._backend.run(circuits, **options)
+            while True:
+                try:
+                    job = self._backend.run(circuits, **options)
+                    break
+                except Exception as exc:
+                    # A busy service (HTTP 429) says when to come back: wait, then try again.
+                    retry_after = getattr(exc, "retry_after", None)
+                    if not isinstance(retry_after, (int, float)) or retry_after < 0:
+                        raise
+                    mj.submit_waiting = f"backend busy, retrying after {retry_after:g} s"
+                    if self._stop_submitting.wait(min(max(float(retry_after), 0.01), 60.0)):
+                        raise JobManagerInvalidStateError(
+                            "not submitted: the job set was cancelled or shut down while the "
+                            f"backend was busy ({_describe(exc)})"
+                        ) from exc
+            mj.submit_waiting = None
             mj.job = job
             mj.job_id = str(job.job_id())
         except Exception as exc:  # noqa: BLE001 - one failed submission must not stop the others
             mj.job = None
+            mj.submit_waiting = None
             mj.submit_error = _describe(exc)
         finally:
             try:
@@ -268,6 +286,7 @@ class ManagedJobSet:
 
     def cancel(self) -> None:
         """Cancel every job that has not finished, and every submission not yet started."""
+        self._stop_submitting.set()
         for future in self._submit_futures:
             future.cancel()
         self._mark_unsubmitted("cancelled before it was submitted")
@@ -464,13 +483,17 @@ class ManagedJobSet:
         if status not in JOB_FINAL_STATES:
             return _NOT_READY
         try:
-            if status == JobStatus.ERROR and _accepts(job.result, "partial"):
+            columnar = getattr(job, "columnar_result", None)
+            if callable(columnar):
+                # the backend hands over the columnar arrays themselves: nothing to decode
+                record = columnar()
+            elif status == JobStatus.ERROR and _accepts(job.result, "partial"):
                 # IBM-style jobs hand over a failed job's successful experiments only on request;
                 # results are fetched once and kept, so always ask for them.
-                result = job.result(partial=True)
+                record = decode_result(job.result(partial=True))
             else:
-                result = job.result()
-            outcome = JobOutcome(status, decode_result(result))
+                record = decode_result(job.result())
+            outcome = JobOutcome(status, record)
         except Exception as exc:  # noqa: BLE001
             if mj.outcome is not None and refresh:
                 mj.fetch_error = f"refresh failed, kept the earlier result: {_describe(exc)}"

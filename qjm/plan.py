@@ -1,6 +1,8 @@
 """Planning: which experiments, and which of their shots, go in which job. Pure, no I/O.
 
-Jobs take consecutive runs of experiments, each of the chunk size; only the last may be shorter.
+Jobs take consecutive runs of experiments, each of the chunk size; only the last may be shorter
+(unless a backend also limits the payload bytes of a job: then a job ends early where the next
+circuit would pass that limit).
 When an experiment's shots exceed the per-job shot limit, its shots are split into parts. Every
 experiment then has the same number of parts (shots are a job-level run option, so all experiments
 of a job share one shot count): part ``p`` of every experiment is planned as one "round" of jobs,
@@ -103,15 +105,52 @@ def split_shots(shots: int, max_shots: int | None) -> list[int]:
     return [q + 1] * r + [q] * (n - r)
 
 
-def make_plan(n_experiments: int, chunk: int, part_shots: list[int] | None = None) -> Plan:
-    """Plan ``n_experiments`` in jobs of ``chunk`` experiments, one round of jobs per shot part."""
+def payload_bounds(sizes: list[int], chunk: int, max_bytes: int) -> list[int]:
+    """Job boundaries for experiments of the given payload sizes: consecutive runs of at most
+    ``chunk`` experiments and at most ``max_bytes`` bytes in all.
+
+    Returns:
+        The start index of every job, then the number of experiments.
+
+    Raises:
+        ValueError: one experiment alone is over ``max_bytes``.
+    """
+    bounds = [0]
+    total = 0
+    for i, size in enumerate(sizes):
+        if size > max_bytes:
+            raise ValueError(
+                f"circuit {i} alone takes {size} bytes, over the backend's limit of {max_bytes} "
+                "bytes per job; make it smaller (fewer gates or parameters) to run it here"
+            )
+        if i > bounds[-1] and (i - bounds[-1] >= chunk or total + size > max_bytes):
+            bounds.append(i)
+            total = 0
+        total += size
+    bounds.append(len(sizes))
+    return bounds
+
+
+def make_plan(
+    n_experiments: int,
+    chunk: int,
+    part_shots: list[int] | None = None,
+    bounds: list[int] | None = None,
+) -> Plan:
+    """Plan ``n_experiments`` in jobs of ``chunk`` experiments, one round of jobs per shot part.
+
+    ``bounds`` (from :func:`payload_bounds`) replaces the fixed chunk when jobs must also stay
+    under a payload size.
+    """
     if n_experiments < 1:
         raise ValueError("a plan needs at least one experiment")
     if chunk < 1:
         raise ValueError("chunk must be at least 1")
+    if bounds is None:
+        bounds = list(range(0, n_experiments, chunk)) + [n_experiments]
     parts = part_shots if part_shots and len(part_shots) > 1 else [None]
     jobs = []
     for p, shots in enumerate(parts):
-        for start in range(0, n_experiments, chunk):
-            jobs.append(JobSpec(len(jobs), start, min(start + chunk, n_experiments), p, shots))
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            jobs.append(JobSpec(len(jobs), start, stop, p, shots))
     return Plan(n_experiments, tuple(jobs), len(parts))
