@@ -36,7 +36,7 @@ def _accepts(function: Any, keyword: str) -> bool:
         params = inspect.signature(function).parameters
     except (TypeError, ValueError):
         return False
-    return keyword in params
+    return keyword in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
 def _describe(exc: BaseException) -> str:
@@ -490,7 +490,11 @@ class ManagedJobSet:
             elif status == JobStatus.ERROR and _accepts(job.result, "partial"):
                 # IBM-style jobs hand over a failed job's successful experiments only on request;
                 # results are fetched once and kept, so always ask for them.
-                record = decode_result(job.result(partial=True))
+                try:
+                    result = job.result(partial=True)
+                except TypeError:  # **kwargs that do not take partial after all
+                    result = job.result()
+                record = decode_result(result)
             else:
                 record = decode_result(job.result())
             outcome = JobOutcome(status, record)
