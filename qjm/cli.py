@@ -54,7 +54,9 @@ def demo(args: argparse.Namespace) -> int:
     from qiskit_aer import AerSimulator
 
     manager = JobManager(store=args.store)
-    print(f"Building {args.circuits} random circuits of {args.qubits} qubits, depth {args.depth}...")
+    print(
+        f"Building {args.circuits} random circuits of {args.qubits} qubits, depth {args.depth}..."
+    )
     circuits = _random_circuits(args.circuits, args.qubits, args.depth, args.seed)
     backend = AerSimulator()
     start = time.monotonic()
@@ -119,8 +121,10 @@ def list_sets(args: argparse.Namespace) -> int:
     for job_set in sets:
         statuses = job_set.statuses()
         done = sum(1 for s in statuses if s is not None and s.name == "DONE")
-        print(f"{job_set.job_set_id()}  {job_set.name() or '-':20}  {done}/{len(statuses)} jobs done  "
-              f"{job_set.backend_name()}  tags={job_set.tags()}")
+        print(
+            f"{job_set.job_set_id()}  {job_set.name() or '-':20}  {done}/{len(statuses)} jobs done  "
+            f"{job_set.backend_name()}  tags={job_set.tags()}"
+        )
     if not sets:
         print("No job sets in the store.")
     return 0
@@ -129,12 +133,15 @@ def list_sets(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qjm", description=__doc__)
     parser.add_argument(
-        "--store", default=None,
+        "--store",
+        default=None,
         help="SQLite store (default: $QJM_HOME/jobsets.sqlite, QJM_HOME defaulting to ~/.qjm)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="run random circuits on a local AerSimulator through JobManager")
+    p = sub.add_parser(
+        "demo", help="run random circuits on a local AerSimulator through JobManager"
+    )
     p.add_argument("--circuits", type=int, default=2000, help="number of circuits (default 2000)")
     p.add_argument("--qubits", type=int, default=5, help="qubits per circuit (default 5)")
     p.add_argument("--depth", type=int, default=10, help="depth of each circuit (default 10)")

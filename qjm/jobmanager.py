@@ -97,7 +97,9 @@ class JobManager:
         """
         circuits = check_circuits(circuits)
         if backend is None or not callable(getattr(backend, "run", None)):
-            raise TypeError(f"backend must be a qiskit backend with a run() method, not {backend!r}")
+            raise TypeError(
+                f"backend must be a qiskit backend with a run() method, not {backend!r}"
+            )
         max_experiments_per_job = check_positive_int(
             "max_experiments_per_job", max_experiments_per_job
         )
@@ -110,7 +112,9 @@ class JobManager:
             raise TypeError(f"name must be a string, not {name!r}")
         check_run_options(backend, run_options)
 
-        plan = self._plan(circuits, backend, max_experiments_per_job, max_shots_per_job, run_options)
+        plan = self._plan(
+            circuits, backend, max_experiments_per_job, max_shots_per_job, run_options
+        )
         job_set = ManagedJobSet(
             job_set_id=uuid.uuid4().hex,
             name=name,

@@ -319,7 +319,9 @@ class ManagedJobSet:
         n = len(statuses)
         count = {s: sum(1 for x in statuses if x == s) for s in JobStatus}
         failed = count[JobStatus.ERROR] + sum(1 for x in statuses if x is None)
-        pending = count[JobStatus.INITIALIZING] + count[JobStatus.VALIDATING] + count[JobStatus.QUEUED]
+        pending = (
+            count[JobStatus.INITIALIZING] + count[JobStatus.VALIDATING] + count[JobStatus.QUEUED]
+        )
         lines = [
             f"Job set name: {self._name}",
             f"          ID: {self._id}",
@@ -340,10 +342,14 @@ class ManagedJobSet:
             for mj, status in zip(self._managed, statuses):
                 lines.append(f"  experiments: {mj.start_index}-{mj.end_index}")
                 if self._plan.n_parts > 1:
-                    lines.append(f"    shot part: {mj.part + 1} of {self._plan.n_parts} ({mj.shots} shots)")
+                    lines.append(
+                        f"    shot part: {mj.part + 1} of {self._plan.n_parts} ({mj.shots} shots)"
+                    )
                 lines.append(f"    job index: {mj.index}")
                 lines.append(f"    job ID: {mj.job_id}")
-                lines.append(f"    status: {status.name if status is not None else 'NOT SUBMITTED'}")
+                lines.append(
+                    f"    status: {status.name if status is not None else 'NOT SUBMITTED'}"
+                )
                 message = mj.error_message()
                 if message:
                     lines.append(f"    error: {message}")

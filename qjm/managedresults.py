@@ -74,7 +74,9 @@ def merge_parts(parts: list[ExperimentRecord]) -> ExperimentRecord:
     fields["shots"] = sum(int(p.fields.get("shots") or 0) for p in parts)
     record = ExperimentRecord(fields=fields, width=first.width, data=dict(first.data))
     if all(p.counts is not None for p in parts):
-        record.counts = kernels.merge_counts([p.counts[0] for p in parts], [p.counts[1] for p in parts])
+        record.counts = kernels.merge_counts(
+            [p.counts[0] for p in parts], [p.counts[1] for p in parts]
+        )
     if all(p.memory is not None for p in parts):
         record.memory = np.concatenate([p.memory for p in parts])
     return record
@@ -137,8 +139,12 @@ class ManagedResults:
             raise ManagedResultDataNotAvailable(
                 f"the data of experiment {experiment!r} (global index {i}) is not available: "
                 "its job failed, was cancelled, was never submitted, or its result was not fetched"
-                + ("" if self._partial else "; results(partial=True) returns the experiments "
-                   "that succeeded inside failed jobs")
+                + (
+                    ""
+                    if self._partial
+                    else "; results(partial=True) returns the experiments "
+                    "that succeeded inside failed jobs"
+                )
             )
         parts = []
         for job_index, k in self._plan.parts(i):
@@ -166,9 +172,7 @@ class ManagedResults:
 
     def _only_experiment(self) -> int:
         if len(self) != 1:
-            raise QiskitError(
-                "You have to select a circuit when there is more than one available"
-            )
+            raise QiskitError("You have to select a circuit when there is more than one available")
         return 0
 
     def get_counts(self, experiment: Any = None) -> Counts | list[Counts]:
@@ -195,7 +199,9 @@ class ManagedResults:
             return _counts_from_arrays(record)
         header = record.header
         if "counts" in record.data:
-            kept = {k: v for k, v in header.items() if k in ("time_taken", "creg_sizes", "memory_slots")}
+            kept = {
+                k: v for k, v in header.items() if k in ("time_taken", "creg_sizes", "memory_slots")
+            }
             return Counts(record.data["counts"], **kept)
         if "statevector" in record.data:
             vec = postprocess.format_statevector(record.data["statevector"])

@@ -152,7 +152,15 @@ def decode_experiment(exp: ExperimentResult) -> ExperimentRecord:
     return record
 
 
-_RESULT_FIELDS = ("backend_name", "backend_version", "date", "header", "job_id", "status", "success")
+_RESULT_FIELDS = (
+    "backend_name",
+    "backend_version",
+    "date",
+    "header",
+    "job_id",
+    "status",
+    "success",
+)
 
 
 def decode_result(result: Result) -> JobRecord:

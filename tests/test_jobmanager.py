@@ -110,7 +110,11 @@ def test_submission_runs_concurrently_and_run_returns_at_once(manager):
 def test_results_equal_the_jobs_own_result(manager, backend_factory):
     circs = circuits(23)
     job_set = manager.run(
-        circs, backend=backend_factory(), max_experiments_per_job=5, shots=200, memory=True,
+        circs,
+        backend=backend_factory(),
+        max_experiments_per_job=5,
+        shots=200,
+        memory=True,
         seed_simulator=11,
     )
     results = job_set.results()
@@ -134,8 +138,14 @@ def test_results_equal_the_jobs_own_result(manager, backend_factory):
 
 def test_combine_results_in_submission_order(manager):
     circs = circuits(17)
-    job_set = manager.run(circs, backend=AerSimulator(), max_experiments_per_job=4, shots=64,
-                          memory=True, seed_simulator=3)
+    job_set = manager.run(
+        circs,
+        backend=AerSimulator(),
+        max_experiments_per_job=4,
+        shots=64,
+        memory=True,
+        seed_simulator=3,
+    )
     combined = job_set.results().combine_results()
     assert [r.header["name"] for r in combined.results] == [c.name for c in circs]
     assert combined.success
@@ -154,14 +164,17 @@ def test_statevector_and_unitary(manager):
     results = job_set.results()
     own = job_set.jobs()[0].result()
     np.testing.assert_allclose(results.get_statevector("sv"), own.get_statevector(0))
-    np.testing.assert_allclose(results.get_statevector(0, decimals=2),
-                               own.get_statevector(0, decimals=2))
+    np.testing.assert_allclose(
+        results.get_statevector(0, decimals=2), own.get_statevector(0, decimals=2)
+    )
     un = QuantumCircuit(2, name="u")
     un.h(0)
     un.save_unitary()
     results = manager.run([un], backend=AerSimulator(method="unitary")).results()
-    np.testing.assert_allclose(np.asarray(results.get_unitary("u")),
-                               np.asarray(AerSimulator(method="unitary").run(un).result().get_unitary(0)))
+    np.testing.assert_allclose(
+        np.asarray(results.get_unitary("u")),
+        np.asarray(AerSimulator(method="unitary").run(un).result().get_unitary(0)),
+    )
     with pytest.raises(QiskitError):
         results.get_statevector("u")
 
@@ -230,8 +243,9 @@ def test_cancelled_job_experiments_are_unavailable(manager):
 @pytest.mark.parametrize("inner", [BasicSimulator, AerSimulator])
 def test_partial(manager, inner):
     backend = PartialFailBackend(fail_names={"c5"}, inner=inner())
-    job_set = manager.run(circuits(12), backend=backend, max_experiments_per_job=4, shots=50,
-                          seed_simulator=9)
+    job_set = manager.run(
+        circuits(12), backend=backend, max_experiments_per_job=4, shots=50, seed_simulator=9
+    )
     strict = job_set.results(partial=False)
     assert not strict.success
     for i in (4, 5, 6, 7):  # the whole failed job
@@ -311,8 +325,9 @@ def test_bad_timeout(manager, bad):
 def test_results_are_fetched_in_parallel(manager):
     n, workers, handover = 8, 4, 0.4
     backend = HandoverBackend(handover=handover)
-    job_set = manager.run(circuits(n), backend=backend, max_experiments_per_job=1,
-                          max_workers=workers, shots=10)
+    job_set = manager.run(
+        circuits(n), backend=backend, max_experiments_per_job=1, max_workers=workers, shots=10
+    )
     job_set.jobs()
     t0 = time.monotonic()
     results = job_set.results()
@@ -339,8 +354,9 @@ def test_fetch_in_flight_at_the_deadline_is_kept(manager):
 
 def test_one_shot_backend_is_read_once(manager):
     backend = OnceBackend(inner=AerSimulator())
-    job_set = manager.run(circuits(9), backend=backend, max_experiments_per_job=3, shots=30,
-                          memory=True)
+    job_set = manager.run(
+        circuits(9), backend=backend, max_experiments_per_job=3, shots=30, memory=True
+    )
     first = job_set.results()
     second = job_set.results()
     assert backend.results_served == 3
@@ -426,8 +442,9 @@ def test_aer_options_are_checked():
     with pytest.raises(ValueError, match="shot"):
         m.run(circuits(1), backend=backend, shot=100)
     # a field of backend.options and a parameter of backend.run are both accepted
-    job_set = m.run(circuits(1), backend=backend, shots=10, method="statevector",
-                    parameter_binds=None)
+    job_set = m.run(
+        circuits(1), backend=backend, shots=10, method="statevector", parameter_binds=None
+    )
     assert job_set.results().success
 
 
@@ -458,8 +475,15 @@ def test_old_names_port_a_script():
     # the old script, with only its import changed
     circs = circuits(10)
     job_manager = IBMQJobManager(store=":memory:")
-    job_set = job_manager.run(circs, backend=AerSimulator(), name="foo", job_tags=["t"],
-                              max_experiments_per_job=3, shots=100, seed_simulator=42)
+    job_set = job_manager.run(
+        circs,
+        backend=AerSimulator(),
+        name="foo",
+        job_tags=["t"],
+        max_experiments_per_job=3,
+        shots=100,
+        seed_simulator=42,
+    )
     results = job_set.results()
     assert job_set.tags() == ["t"] and job_set.name() == "foo"
     direct = AerSimulator().run(circs[:3], shots=100, seed_simulator=42).result()

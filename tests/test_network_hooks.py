@@ -150,8 +150,9 @@ def test_a_circuit_over_the_payload_limit_is_refused_before_submitting(manager):
 def test_columnar_results_are_used_without_decoding(manager):
     ColumnarJob.columnar_calls = 0
     backend = ColumnarBackend(inner=AerSimulator())
-    job_set = manager.run(circuits(6), backend=backend, max_experiments_per_job=2, shots=50,
-                          seed_simulator=4)
+    job_set = manager.run(
+        circuits(6), backend=backend, max_experiments_per_job=2, shots=50, seed_simulator=4
+    )
     results = job_set.results()
     assert ColumnarJob.columnar_calls == 3
     direct = AerSimulator().run(circuits(6)[2:4], shots=50, seed_simulator=4).result()

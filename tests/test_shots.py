@@ -55,8 +55,15 @@ def test_plan_rounds_keep_the_unsplit_layout_for_part_zero():
 
 def test_split_experiment_looks_like_one(manager):
     circs = circuits(7)
-    job_set = manager.run(circs, backend=AerSimulator(), max_experiments_per_job=3, shots=1000,
-                          max_shots_per_job=300, memory=True, seed_simulator=17)
+    job_set = manager.run(
+        circs,
+        backend=AerSimulator(),
+        max_experiments_per_job=3,
+        shots=1000,
+        max_shots_per_job=300,
+        memory=True,
+        seed_simulator=17,
+    )
     results = job_set.results()
     assert results.success
     assert len(job_set.managed_jobs()) == 3 * 4
@@ -83,8 +90,9 @@ def test_split_experiment_looks_like_one(manager):
 
 
 def test_split_runs_are_reproducible(manager):
-    kwargs = dict(backend=AerSimulator(), shots=900, max_shots_per_job=200, memory=True,
-                  seed_simulator=5)
+    kwargs = dict(
+        backend=AerSimulator(), shots=900, max_shots_per_job=200, memory=True, seed_simulator=5
+    )
     a = manager.run(circuits(3), **kwargs).results()
     b = manager.run(circuits(3), **kwargs).results()
     for i in range(3):
@@ -104,8 +112,13 @@ def test_backend_max_shots_is_the_default_limit(manager):
 
 
 def test_counts_arrays_of_a_split_experiment_are_merged(manager):
-    job_set = manager.run(circuits(1, width=6), backend=AerSimulator(), shots=5000,
-                          max_shots_per_job=1000, seed_simulator=2)
+    job_set = manager.run(
+        circuits(1, width=6),
+        backend=AerSimulator(),
+        shots=5000,
+        max_shots_per_job=1000,
+        seed_simulator=2,
+    )
     keys, counts = job_set.results().counts_arrays(0)
     assert keys.dtype == np.uint64 and counts.dtype == np.int64
     assert len(np.unique(keys)) == len(keys)
