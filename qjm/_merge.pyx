@@ -43,10 +43,15 @@ cdef extern from "Python.h":
     ctypedef unsigned int Py_UCS4
     int _IsCompactAscii "PyUnicode_IS_COMPACT_ASCII"(PyObject* o)
     int _UnicodeCheck "PyUnicode_Check"(PyObject* o)
+    int _UnicodeCheckExact "PyUnicode_CheckExact"(PyObject* o)
     void* _UnicodeData "PyUnicode_DATA"(PyObject* o)
     Py_ssize_t _UnicodeLen "PyUnicode_GET_LENGTH"(PyObject* o)
     PyObject* _UnicodeNew "PyUnicode_New"(Py_ssize_t size, Py_UCS4 maxchar)
-    PyObject* _TupleItem "PyTuple_GET_ITEM"(object t, Py_ssize_t i)
+    void _Incref "Py_INCREF"(PyObject* o)
+    void _Decref "Py_DECREF"(PyObject* o)
+    object PySequence_Fast(object o, const char* m)
+    Py_ssize_t PySequence_Fast_GET_SIZE(object o)
+    PyObject** PySequence_Fast_ITEMS(object o)
     void _ListSet "PyList_SET_ITEM"(object l, Py_ssize_t i, PyObject* o)
     char* _BytesData "PyBytes_AS_STRING"(object o)
     Py_ssize_t _BytesLen "PyBytes_GET_SIZE"(object o)
@@ -56,9 +61,11 @@ cdef extern from *:
     """
     static inline int qjm_clz64(unsigned long long x) { return __builtin_clzll(x); }
     static inline int qjm_popcount64(unsigned long long x) { return __builtin_popcountll(x); }
+    static inline void qjm_prefetch(const void* p) { __builtin_prefetch(p); }
     """
     int qjm_clz64(unsigned long long x) nogil
     int qjm_popcount64(unsigned long long x) nogil
+    void qjm_prefetch(const void* p) nogil
 
 
 cdef int64_t INT64_MAX = 0x7FFFFFFFFFFFFFFF
@@ -305,22 +312,68 @@ cdef inline int _bits_packed(const char* p, Py_ssize_t n, Py_ssize_t width, Py_s
     return OK
 
 
+cdef Py_ssize_t PARSE_CHUNK = 16384
+cdef Py_ssize_t PREFETCH = 64
+
+
+cdef int _parse_chunk(const char** ptrs, const Py_ssize_t* lens, Py_ssize_t count,
+                      Py_ssize_t width, Py_ssize_t nb, bint packed, int binary,
+                      uint64_t* vals, uint8_t* rows, Py_ssize_t* err) noexcept nogil:
+    """Parses count strings into vals[0:count] (or rows); returns the code of the first failure."""
+    cdef Py_ssize_t i
+    cdef int code = OK
+    if not packed:
+        if binary:
+            for i in range(count):
+                code = _bits_u64(ptrs[i], lens[i], width, vals + i)
+                if code != OK:
+                    break
+        else:
+            for i in range(count):
+                code = _hex_u64(ptrs[i], lens[i], width, vals + i)
+                if code != OK:
+                    break
+    else:
+        if binary:
+            for i in range(count):
+                code = _bits_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
+                if code != OK:
+                    break
+        else:
+            for i in range(count):
+                code = _hex_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
+                if code != OK:
+                    break
+    err[0] = i if code != OK else -1
+    return code
+
+
 cdef object _parse(object strings, object width_obj, int binary):
+    """parse_hex / parse_bits.
+
+    Works in chunks: under the GIL it takes a reference to each string of the chunk and collects
+    pointers to its ASCII data (encoding str subclasses, marking non-ASCII strings invalid); then
+    it parses the chunk without the GIL, then drops the references. The pointer arrays stay small
+    (cache-resident, no large allocations) and a list mutated by another thread meanwhile cannot
+    free a string being parsed. Errors are raised for the first offending item in order.
+    """
     cdef Py_ssize_t width = _check_width(width_obj)
     if isinstance(strings, (str, bytes)):
         raise TypeError("strings must be a sequence of str, not a single string")
-    cdef tuple items = strings if type(strings) is tuple else tuple(strings)
-    cdef Py_ssize_t n = len(items)
+    seq = PySequence_Fast(strings, "strings must be a sequence of str")
+    cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(seq)
     cdef Py_ssize_t nb = (width + 7) // 8
     cdef bint packed = width > 64
-    cdef Py_ssize_t i, err = -1
+    cdef Py_ssize_t start, count, i, j, err = -1, type_err = -1, chunk = PARSE_CHUNK
     cdef int code = OK
     cdef PyObject* o
+    cdef PyObject** items
     cdef const char** ptrs = NULL
     cdef Py_ssize_t* lens = NULL
+    cdef PyObject** held = NULL
+    cdef Py_ssize_t nheld = 0
     cdef uint64_t* vals = NULL
     cdef uint8_t* rows = NULL
-    cdef list keep = None
     cdef cnp.ndarray out
     if packed:
         out = np.zeros((n, nb), dtype=np.uint8)
@@ -330,70 +383,76 @@ cdef object _parse(object strings, object width_obj, int binary):
         vals = <uint64_t*>_data(out)
     if n == 0:
         return out
-    ptrs = <const char**>malloc(n * sizeof(char*))
-    lens = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
+    if chunk > n:
+        chunk = n
+    ptrs = <const char**>malloc(chunk * sizeof(char*))
+    lens = <Py_ssize_t*>malloc(chunk * sizeof(Py_ssize_t))
+    held = <PyObject**>malloc(chunk * sizeof(PyObject*))
     try:
-        if ptrs == NULL or lens == NULL:
+        if ptrs == NULL or lens == NULL or held == NULL:
             raise MemoryError()
-        # under the GIL: pointers to the ASCII data; `items` keeps every string alive
-        for i in range(n):
-            o = _TupleItem(items, i)
-            if _IsCompactAscii(o):
-                ptrs[i] = <const char*>_UnicodeData(o)
-                lens[i] = _UnicodeLen(o)
-            elif _UnicodeCheck(o):
-                # str subclass or non-ASCII str: ASCII bytes kept alive in `keep`, else invalid
-                try:
-                    b = (<object>o).encode("ascii")
-                except UnicodeEncodeError:
-                    ptrs[i] = NULL
-                    lens[i] = 0
+        start = 0
+        while start < n:
+            count = n - start if n - start < chunk else chunk
+            if PySequence_Fast_GET_SIZE(seq) != n:
+                raise RuntimeError("the sequence of strings changed size during parsing")
+            items = PySequence_Fast_ITEMS(seq)
+            for i in range(count):
+                if i + PREFETCH < count:
+                    qjm_prefetch(items[start + i + PREFETCH])  # string headers are cache misses
+                o = items[start + i]
+                if _UnicodeCheckExact(o) and _IsCompactAscii(o):
+                    _Incref(o)
+                    held[nheld] = o
+                    nheld += 1
+                    ptrs[i] = <const char*>_UnicodeData(o)
+                    lens[i] = _UnicodeLen(o)
+                elif _UnicodeCheck(o):
+                    # str subclass or non-ASCII str: its ASCII bytes, else invalid
+                    try:
+                        b = (<object>o).encode("ascii")
+                    except UnicodeEncodeError:
+                        ptrs[i] = NULL
+                        lens[i] = 0
+                    else:
+                        _Incref(<PyObject*>b)
+                        held[nheld] = <PyObject*>b
+                        nheld += 1
+                        ptrs[i] = _BytesData(b)
+                        lens[i] = _BytesLen(b)
                 else:
-                    if keep is None:
-                        keep = []
-                    keep.append(b)
-                    ptrs[i] = _BytesData(b)
-                    lens[i] = _BytesLen(b)
-            else:
-                raise TypeError(
-                    f"outcomes must be str, got {type(<object>o).__name__} at index {i}"
-                )
-        with nogil:
-            if not packed:
-                if binary:
-                    for i in range(n):
-                        code = _bits_u64(ptrs[i], lens[i], width, vals + i)
-                        if code != OK:
-                            err = i
-                            break
-                else:
-                    for i in range(n):
-                        code = _hex_u64(ptrs[i], lens[i], width, vals + i)
-                        if code != OK:
-                            err = i
-                            break
-            else:
-                if binary:
-                    for i in range(n):
-                        code = _bits_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
-                        if code != OK:
-                            err = i
-                            break
-                else:
-                    for i in range(n):
-                        code = _hex_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
-                        if code != OK:
-                            err = i
-                            break
+                    type_err = start + i
+                    count = i  # parse what precedes it: an earlier bad string wins
+                    break
+            with nogil:
+                code = _parse_chunk(ptrs, lens, count, width, nb, packed, binary,
+                                    vals + start if vals != NULL else NULL,
+                                    rows + start * nb if rows != NULL else NULL, &err)
+            for j in range(nheld):
+                _Decref(held[j])
+            nheld = 0
+            if code != OK:
+                err += start
+                break
+            if type_err >= 0:
+                break
+            start += count
     finally:
+        for j in range(nheld):
+            _Decref(held[j])
         free(ptrs)
         free(lens)
-    if err >= 0:
-        s = items[err]
+        free(held)
+    if code != OK:
+        s = seq[err]
         if code == INVALID:
             kind = "binary" if binary else "hexadecimal"
             raise ValueError(f"invalid {kind} outcome {s!r}")
         raise ValueError(f"outcome {s!r} does not fit in {width} bits")
+    if type_err >= 0:
+        raise TypeError(
+            f"outcomes must be str, got {type(seq[type_err]).__name__} at index {type_err}"
+        )
     return out
 
 
@@ -403,7 +462,8 @@ def parse_hex(strings, width) -> np.ndarray:
     parse_hex(strings: Sequence[str], width: int) -> np.ndarray
 
     Raises ValueError naming the first offending string (invalid character, no digits, or a
-    value wider than ``width`` bits) and TypeError for an item that is not a str.
+    value wider than ``width`` bits) and TypeError for an item that is not a str, whichever
+    comes first.
     """
     return _parse(strings, width, 0)
 
@@ -415,7 +475,7 @@ def parse_bits(strings, width) -> np.ndarray:
 
     Spaces and underscores after the optional "0b" prefix are ignored. Raises ValueError naming
     the first offending string (invalid character, no digits, or a value wider than ``width``
-    bits) and TypeError for an item that is not a str.
+    bits) and TypeError for an item that is not a str, whichever comes first.
     """
     return _parse(strings, width, 1)
 
@@ -1172,7 +1232,8 @@ def expectation_z(keys, counts, mask) -> float:
                     hi[odd] += 1
     else:
         nb = k.shape[1]
-        mbytes = (mask & ((1 << (8 * nb)) - 1)).to_bytes(nb, "big")
+        nbits = 8 * nb  # a Python int: the shift below must not be done in C
+        mbytes = (mask & ((1 << nbits) - 1)).to_bytes(nb, "big")
         mp = <const uint8_t*>(<char*>mbytes)
         rp = <const uint8_t*>_data(k)
         with nogil:

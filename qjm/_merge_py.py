@@ -117,14 +117,19 @@ def _check_indices(indices: Sequence[int], width: int) -> list[int]:
     return out
 
 
-def _check_strings(strings: Sequence[str]) -> list[str]:
+def _check_strings(strings: Sequence[str]) -> tuple[list[str], int]:
+    """The strings as a list, and the index of the first item that is not a str (or -1)."""
     if isinstance(strings, (str, bytes)):
         raise TypeError("strings must be a sequence of str, not a single string")
     items = list(strings)
     for i, s in enumerate(items):
         if not isinstance(s, str):
-            raise TypeError(f"outcomes must be str, got {type(s).__name__} at index {i}")
-    return items
+            return items, i
+    return items, -1
+
+
+def _raise_type(strings: list, index: int) -> None:
+    raise TypeError(f"outcomes must be str, got {type(strings[index]).__name__} at index {index}")
 
 
 def _exact_sums(counts: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -192,11 +197,8 @@ def _finish(
     if has.any():
         rows = np.flatnonzero(has)
         cols = np.argmax(nonzero[rows], axis=1)  # first nonzero digit from the left
-        top_value = top_value.copy()
         top_value[rows] = digits[rows, cols]
-    bitlen = np.where(
-        has, bits_per_digit * top_digit + _bit_length_small(top_value), 0
-    )
+    bitlen = np.where(has, bits_per_digit * top_digit + _bit_length_small(top_value), 0)
     wide = bitlen > width
     bad = ~ok | wide
     if bad.any():
@@ -226,14 +228,27 @@ def _bit_length_small(v: np.ndarray) -> np.ndarray:
     return (v >= 1).astype(np.int64) + (v >= 2) + (v >= 4) + (v >= 8)
 
 
+def _parse_in_order(strings: Sequence[str], width: int, parse) -> np.ndarray:
+    """Runs ``parse`` on the strings before the first non-str; the first bad item raises."""
+    width = _check_width(width)
+    items, bad = _check_strings(strings)
+    if bad < 0:
+        return parse(items, width)
+    parse(items[:bad], width)  # an invalid string before the non-str item wins
+    _raise_type(items, bad)
+
+
 def parse_hex(strings: Sequence[str], width: int) -> np.ndarray:
     """Parse hexadecimal outcome strings ("0x1f", "1F", "0x001f") into the outcome representation.
 
     Raises ValueError naming the first offending string (invalid character, no digits, or a
-    value wider than ``width`` bits) and TypeError for an item that is not a str.
+    value wider than ``width`` bits) and TypeError for an item that is not a str, whichever
+    comes first.
     """
-    width = _check_width(width)
-    items = _check_strings(strings)
+    return _parse_in_order(strings, width, _parse_hex)
+
+
+def _parse_hex(items: list[str], width: int) -> np.ndarray:
     n = len(items)
     if n == 0:
         return _empty_keys(None if width <= 64 else (width + 7) // 8)
@@ -261,10 +276,12 @@ def parse_bits(strings: Sequence[str], width: int) -> np.ndarray:
 
     Spaces and underscores after the optional "0b" prefix are ignored. Raises ValueError naming
     the first offending string (invalid character, no digits, or a value wider than ``width``
-    bits) and TypeError for an item that is not a str.
+    bits) and TypeError for an item that is not a str, whichever comes first.
     """
-    width = _check_width(width)
-    items = _check_strings(strings)
+    return _parse_in_order(strings, width, _parse_bits)
+
+
+def _parse_bits(items: list[str], width: int) -> np.ndarray:
     n = len(items)
     if n == 0:
         return _empty_keys(None if width <= 64 else (width + 7) // 8)
@@ -438,7 +455,9 @@ def _marginal(keys: np.ndarray, indices: list[int]) -> np.ndarray:
     if m <= 64:
         be = np.zeros((n, 64), dtype=np.uint8)
         be[:, 64 - m :] = sel[:, ::-1]
-        return np.ascontiguousarray(np.packbits(be, axis=1)).view(">u8").reshape(n).astype(np.uint64)
+        return (
+            np.ascontiguousarray(np.packbits(be, axis=1)).view(">u8").reshape(n).astype(np.uint64)
+        )
     nbo = (m + 7) // 8
     be = np.zeros((n, 8 * nbo), dtype=np.uint8)
     be[:, 8 * nbo - m :] = sel[:, ::-1]
