@@ -950,6 +950,12 @@ def merge_counts(keys_list, counts_list) -> tuple:
 # --------------------------------------------------------------------------------------------
 
 
+# format_bits shares one str per value when there are more than this many keys, all below
+# FORMAT_CACHE_MAX_KEY and at most a quarter as many possible values as keys
+cdef Py_ssize_t FORMAT_CACHE_MIN_SHOTS = 1024
+cdef uint64_t FORMAT_CACHE_MAX_KEY = 1 << 16
+
+
 def format_bits(keys, memory_slots, creg_sizes) -> list:
     """Format outcomes exactly as ``qiskit.result.postprocess.format_counts_memory`` does.
 
@@ -975,8 +981,10 @@ def format_bits(keys, memory_slots, creg_sizes) -> list:
     cdef const uint64_t* kp = NULL
     cdef const uint8_t* rp = NULL
     cdef const uint8_t* row
-    cdef uint64_t k
+    cdef uint64_t k = 0, kmax = 0
     cdef PyObject* s
+    cdef PyObject** cache = NULL
+    cdef Py_ssize_t ncache = 0
     cdef list result
     if memory_slots:
         ms = operator.index(memory_slots)
@@ -1010,10 +1018,25 @@ def format_bits(keys, memory_slots, creg_sizes) -> list:
                 raise MemoryError()
             for j in range(nseg):
                 sizes[j] = py_sizes[j]
+        if not packed and n > FORMAT_CACHE_MIN_SHOTS:
+            # few distinct small keys (memory of a few clbits): one str object per value, shared
+            with nogil:
+                for i in range(n):
+                    if kp[i] > kmax:
+                        kmax = kp[i]
+            if kmax < FORMAT_CACHE_MAX_KEY and <Py_ssize_t>kmax * 4 < n:
+                ncache = <Py_ssize_t>kmax + 1
+                cache = <PyObject**>calloc(ncache, sizeof(PyObject*))
+                if cache == NULL:
+                    raise MemoryError()
         for i in range(n):
             # binary digits of the key, right-aligned at the end of buf
             if not packed:
                 k = kp[i]
+                if cache != NULL and cache[k] != NULL:
+                    _Incref(cache[k])
+                    _ListSet(result, i, cache[k])
+                    continue
                 for j in range(8):
                     memcpy(end - 8 * (j + 1), &BYTE_CHARS[8 * ((k >> (8 * j)) & 0xFF)], 8)
                 bitlen = 64 - qjm_clz64(k) if k else 1
@@ -1058,7 +1081,15 @@ def format_bits(keys, memory_slots, creg_sizes) -> list:
                     memcpy(dst, src + seg_a[j], seg_b[j] - seg_a[j])
                     dst += seg_b[j] - seg_a[j]
             _ListSet(result, i, s)  # steals the reference
+            if cache != NULL:
+                _Incref(s)
+                cache[k] = s
     finally:
+        if cache != NULL:
+            for j in range(ncache):
+                if cache[j] != NULL:
+                    _Decref(cache[j])
+            free(cache)
         free(buf)
         free(sizes)
         free(seg_a)

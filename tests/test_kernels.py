@@ -548,6 +548,22 @@ def test_format_bits_examples(K):
     assert K.format_bits(np.zeros((0, 20), np.uint8), 5, None) == []
 
 
+def test_format_bits_many_shots_few_values(K, PY):
+    """Memory of a few clbits over many shots (the compiled kernel shares one str per value)."""
+    rng = np.random.default_rng(11)
+    keys = rng.integers(0, 32, 20_000).astype(np.uint64)
+    keys[7] = 0
+    creg = [["a", 2], ["b", 3]]
+    out = K.format_bits(keys, 5, creg)
+    assert out == PY.format_bits(keys, 5, creg)
+    assert out[:50] == [format_counts_memory(hex(v), header(5, creg)) for v in keys[:50].tolist()]
+    first = out[7]
+    del out
+    assert sys.getrefcount(first) == 2  # no reference left behind
+    out = K.format_bits(keys * np.uint64(1000), None, None)  # too many possible values to share
+    assert out == [format(v, "b") for v in (keys * np.uint64(1000)).tolist()]
+
+
 def test_format_bits_errors(K):
     keys = np.array([1], np.uint64)
     with pytest.raises(ValueError):
