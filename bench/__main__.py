@@ -155,18 +155,25 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - report it in the table, go on with the rest
             traceback.print_exc()
             row = (MemoryRow if name == "memory" else Row)(
-                case=name, title=name, size="-", **({} if name == "memory" else {
-                    "items": 0, "unit": "-", "target": float("nan")}),
-                baseline="-", qjm="-",
+                case=name,
+                title=name,
+                size="-",
+                **({} if name == "memory" else {"items": 0, "unit": "-", "target": float("nan")}),
+                baseline="-",
+                qjm="-",
             )
             row.error = f"{type(exc).__name__}: {exc}"
         (memory_rows if isinstance(row, MemoryRow) else rows).append(row)
         if isinstance(row, MemoryRow):
-            log(f"case {name}: peak {row.baseline_peak / 1e6:.1f} MB vs {row.qjm_peak / 1e6:.1f} "
-                f"MB, {row.met} ({time.perf_counter() - t:.1f} s)")
+            log(
+                f"case {name}: peak {row.baseline_peak / 1e6:.1f} MB vs {row.qjm_peak / 1e6:.1f} "
+                f"MB, {row.met} ({time.perf_counter() - t:.1f} s)"
+            )
         else:
-            log(f"case {name}: {row.baseline_s:.4f} s vs {row.qjm_s:.4f} s, ratio "
-                f"{row.ratio:.2f}x, met {row.met} ({time.perf_counter() - t:.1f} s)")
+            log(
+                f"case {name}: {row.baseline_s:.4f} s vs {row.qjm_s:.4f} s, ratio "
+                f"{row.ratio:.2f}x, met {row.met} ({time.perf_counter() - t:.1f} s)"
+            )
     total = time.perf_counter() - start
 
     print()

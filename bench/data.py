@@ -37,7 +37,9 @@ def h_circuit(name: str, width: int = WIDTH) -> QuantumCircuit:
     return qc
 
 
-def run_h(n: int, shots: int, memory: bool, seed: int, prefix: str, same_name: bool = False) -> Result:
+def run_h(
+    n: int, shots: int, memory: bool, seed: int, prefix: str, same_name: bool = False
+) -> Result:
     """One Aer job of ``n`` random-outcome circuits of ``shots`` shots each (named ``prefix``
     when ``same_name``: the shot parts of one experiment, else ``prefix0``, ``prefix1``...)."""
     circuits = [h_circuit(prefix if same_name else f"{prefix}{i}") for i in range(n)]

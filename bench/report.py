@@ -229,7 +229,9 @@ def environment() -> dict[str, str]:
         "qiskit-aer": _version("qiskit-aer"),
         "numpy": _version("numpy"),
         "qjm kernels": f"qjm._kernels.IMPLEMENTATION = {impl!r}"
-        + (" (QJM_PUREPYTHON set)" if os.environ.get("QJM_PUREPYTHON", "") not in ("", "0") else ""),
+        + (
+            " (QJM_PUREPYTHON set)" if os.environ.get("QJM_PUREPYTHON", "") not in ("", "0") else ""
+        ),
     }
 
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """Seconds ``fn()`` takes (after a full collection, so no earlier garbage is paid for)."""
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """Seconds ``fn(*args)`` takes (after a full collection, so no earlier garbage is paid for)."""
     gc.collect()
     t0 = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     t = time.perf_counter() - t0
     return t, out
 
@@ -47,11 +47,11 @@ def side_by_side(
     tq: list[float] = []
     for _ in range(repeat):
         arg = baseline_setup()
-        t, out = timed(lambda: baseline(arg))
+        t, out = timed(baseline, arg)
         tb.append(t)
         del out, arg
         arg = qjm_setup()
-        t, out = timed(lambda: qjm(arg))
+        t, out = timed(qjm, arg)
         tq.append(t)
         del out, arg
     return Pair(min(tb), min(tq), repeat, tb, tq)
