@@ -1,0 +1,715 @@
+"""The HTTP side of ``qjm serve``: a FastAPI app over the job store and the runner.
+
+Every ``/v1`` request carries ``Authorization: Bearer TOKEN``; a user sees and cancels only their own
+jobs (another user's job id answers 404, exactly like an unknown id). Every error answers
+``{"detail": "<what was wrong>"}``.
+"""
+
+import asyncio
+import gzip
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from qjm.server import wire
+from qjm.server.jobstore import (
+    FINAL,
+    Gone,
+    JobStore,
+    NotFound,
+    NotReady,
+    TooManyPending,
+)
+from qjm.server.runner import Runner, make_backend
+
+log = logging.getLogger("qjm.server")
+
+API_VERSION = "v1"
+
+# Options the service sets itself: resources of the machine, and Python objects JSON cannot carry.
+SERVICE_OPTIONS = frozenset(
+    {
+        "executor",
+        "max_job_size",
+        "max_shot_size",
+        "noise_model",
+        "max_memory_mb",
+        "max_parallel_threads",
+        "max_parallel_experiments",
+        "max_parallel_shots",
+        "accept_distributed_results",
+        "device",
+        "cuStateVec_enable",
+        "batched_shots_gpu",
+        "batched_shots_gpu_max_qubits",
+        "num_threads_per_device",
+        "blocking_enable",
+        "blocking_qubits",
+        "chunk_swap_buffer_qubits",
+        "mps_omp_threads",
+        "runtime_parameter_bind_enable",
+    }
+)
+_INT64 = 2**63
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``qjm serve`` is started with."""
+
+    tokens_file: str
+    data_dir: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    method: str = "automatic"
+    results_once: bool = False
+    latency_ms: float = 0.0
+    max_circuits: int = 1000
+    max_shots: int = 100_000
+    max_payload_bytes: int = 32 * 1024 * 1024
+    max_pending: int = 32
+    job_delay_ms: float = 0.0
+    max_attempts: int = 3
+    log_level: str = "info"
+    access_log: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+def read_tokens(path: str) -> dict[str, str]:
+    """``{sha256(token): user}`` from a file of ``NAME TOKEN`` lines (blank lines and ``#``
+    comments allowed).
+
+    Raises:
+        ValueError: a line that is not ``NAME TOKEN``, or a token given twice.
+    """
+    table: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise ValueError(f"{path}:{n}: expected 'NAME TOKEN', got {len(parts)} words")
+            name, token = parts
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            if digest in table:
+                raise ValueError(f"{path}:{n}: this token is already {table[digest]!r}'s")
+            table[digest] = name
+    return table
+
+
+class Tokens:
+    """The tokens file, read again whenever it changes (add a user without a restart)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._mtime = os.stat(path).st_mtime_ns
+        self._table = read_tokens(path)
+
+    def user(self, token: str) -> str | None:
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+            if mtime != self._mtime:
+                self._table = read_tokens(self.path)
+                self._mtime = mtime
+        except (OSError, ValueError) as exc:  # keep the last good table
+            log.warning("tokens file %s not reloaded: %s", self.path, exc)
+        return self._table.get(hashlib.sha256(token.encode()).hexdigest())
+
+
+# -- models ---------------------------------------------------------------------------------------
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+StatusName = Literal["QUEUED", "RUNNING", "DONE", "ERROR", "CANCELLED"]
+
+
+class JobRequest(BaseModel):
+    """A job: its circuits, run options and tags."""
+
+    model_config = ConfigDict(extra="forbid")
+    circuits: str = Field(
+        min_length=1,
+        description="The base64 text of one QPY file holding the job's circuits "
+        "(qiskit.qpy.dump of a list).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Run options for backend.run (shots, memory, seed_simulator, ...); "
+        "GET /v1/limits lists the ones this service takes.",
+    )
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+
+
+class JobInfo(BaseModel):
+    id: str
+    status: StatusName
+    created: float = Field(description="UNIX time the job was accepted")
+    started: float | None = Field(description="UNIX time its latest run started")
+    finished: float | None = Field(description="UNIX time it reached a final status")
+    tags: list[str]
+    n_circuits: int
+    shots: int | None
+    error: str | None
+    attempts: int = Field(description="times a worker started it (more than 1 after a restart)")
+    result_available: bool
+    result_consumed: bool
+    backend: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobInfo]
+
+
+class Limits(BaseModel):
+    api_version: str
+    backend_name: str
+    backend_version: str
+    num_qubits: int
+    basis_gates: list[str]
+    max_circuits: int
+    max_shots: int
+    max_payload_bytes: int
+    max_pending_jobs: int
+    results_once: bool
+    result_formats: list[str]
+    qpy_version: int
+    options: dict[str, Any] = Field(description="run options this service takes, with defaults")
+
+
+class Error(BaseModel):
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": Error} for code in codes}
+
+
+# -- middleware -----------------------------------------------------------------------------------
+
+
+class LatencyMiddleware:
+    """Delays every HTTP response by ``seconds`` without holding a worker thread (an ``await``
+    on the event loop), like the round trip to a provider in another region."""
+
+    def __init__(self, app: Any, seconds: float):
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.seconds > 0:
+            await asyncio.sleep(self.seconds)
+        await self.app(scope, receive, send)
+
+
+# -- options --------------------------------------------------------------------------------------
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def check_options(
+    options: dict[str, Any], defaults: dict[str, Any], backend: Any, max_shots: int
+) -> dict[str, Any]:
+    """The run options of a job, checked against the backend; raises :class:`BadRequest`."""
+    import difflib
+
+    out = {}
+    for name, value in options.items():
+        if name in SERVICE_OPTIONS:
+            raise BadRequest(f"run option {name!r} is set by this service and cannot be chosen per job")
+        if name not in defaults:
+            close = difflib.get_close_matches(name, defaults, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise BadRequest(
+                f"unknown run option {name!r}{hint}: this service's backend takes "
+                f"{', '.join(sorted(defaults))}"
+            )
+        if isinstance(value, (list, dict)):
+            raise BadRequest(f"run option {name!r} must be a number, string, boolean or null")
+        if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+            raise BadRequest(f"run option {name!r} = {value} is out of the 64-bit integer range")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadRequest(f"run option {name!r} must be a finite number")
+        default = defaults[name]
+        if value is not None and default is not None:
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif isinstance(default, str):
+                ok = isinstance(value, str)
+            else:
+                ok = True
+            if not ok:
+                raise BadRequest(
+                    f"run option {name!r} must be of type {type(default).__name__} "
+                    f"(like its default {default!r}), not {type(value).__name__} {value!r}"
+                )
+        out[name] = value
+    shots = out.get("shots")
+    if "shots" in out:
+        if isinstance(shots, bool) or not isinstance(shots, int):
+            raise BadRequest(f"shots must be an integer, not {shots!r}")
+        if shots < 1:
+            raise BadRequest(f"shots must be at least 1, got {shots}")
+        if shots > max_shots:
+            raise BadRequest(
+                f"shots = {shots} is over this service's limit of {max_shots} shots per "
+                "experiment (max_shots, see GET /v1/limits)"
+            )
+    if out.get("seed_simulator") is not None and (
+        isinstance(out["seed_simulator"], bool) or not isinstance(out["seed_simulator"], int)
+    ):
+        raise BadRequest(f"seed_simulator must be an integer, not {out['seed_simulator']!r}")
+    if out.get("memory") is not None and not isinstance(out["memory"], bool):
+        raise BadRequest(f"memory must be true or false, not {out['memory']!r}")
+    for name, choices in _choices(backend).items():
+        if name in out and out[name] not in choices:
+            raise BadRequest(f"run option {name!r} must be one of {sorted(choices)}, not {out[name]!r}")
+    validators = getattr(getattr(backend, "options", None), "validator", {}) or {}
+    for name, value in out.items():
+        rule = validators.get(name)
+        try:
+            if isinstance(rule, tuple) and not rule[0] <= value <= rule[1]:
+                raise BadRequest(f"run option {name!r} must be between {rule[0]} and {rule[1]}")
+            if isinstance(rule, list) and value not in rule:
+                raise BadRequest(f"run option {name!r} must be one of {rule}")
+        except TypeError as exc:
+            raise BadRequest(f"run option {name!r} has the wrong type: {exc}") from exc
+    return out
+
+
+def _choices(backend: Any) -> dict[str, set]:
+    out: dict[str, set] = {}
+    methods = getattr(backend, "available_methods", None)
+    if callable(methods):
+        out["method"] = set(methods())
+    out["precision"] = {"single", "double"}
+    return out
+
+
+# -- the app ----------------------------------------------------------------------------------------
+
+
+def _detail_of_validation(exc: RequestValidationError | ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        value = err.get("input")
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        parts.append(f"{loc}: {err.get('msg')} (got {shown})" if loc else str(err.get("msg")))
+    return "invalid request: " + "; ".join(parts)
+
+
+def _wants(request: Request) -> str | None:
+    """The result format the client asks for with ``Accept``, or None if none is offered."""
+    accept = request.headers.get("accept", "").lower()
+    if not accept.strip():
+        return wire.MEDIA_JSON
+    offered = {}
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        q = 1.0
+        m = re.search(r"q\s*=\s*([0-9.]+)", params)
+        if m:
+            try:
+                q = float(m.group(1))
+            except ValueError:
+                q = 0.0
+        offered[media.strip()] = q
+    best, best_q = None, 0.0
+    for media in (wire.MEDIA_COLUMNAR, wire.MEDIA_JSON):
+        q = offered.get(media, 0.0)
+        if q == 0.0 and media == wire.MEDIA_JSON:
+            q = max(offered.get("application/*", 0.0), offered.get("*/*", 0.0)) * 0.99
+        if q > best_q:
+            best, best_q = media, q
+    return best
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The FastAPI app of ``qjm serve`` for ``config``."""
+    store = JobStore(config.data_dir)
+    tokens = Tokens(config.tokens_file)
+    backend = make_backend(config.method)
+    runner = Runner(
+        store,
+        workers=config.workers,
+        method=config.method,
+        job_delay=config.job_delay_ms / 1000.0,
+        max_attempts=config.max_attempts,
+    )
+    defaults = {
+        name: _json_default(value)
+        for name, value in backend.options.items()
+        if name not in SERVICE_OPTIONS
+    }
+    from qiskit import qpy
+    from qiskit.circuit.library import get_standard_gate_name_mapping
+
+    standard = get_standard_gate_name_mapping()
+    basis = sorted(n for n in backend.target.operation_names if n in standard)
+    backend_name = str(backend.name)
+    limits = Limits(
+        api_version=API_VERSION,
+        backend_name=backend_name,
+        backend_version=str(getattr(backend, "backend_version", "")),
+        num_qubits=int(backend.target.num_qubits or 0),
+        basis_gates=basis,
+        max_circuits=config.max_circuits,
+        max_shots=config.max_shots,
+        max_payload_bytes=config.max_payload_bytes,
+        max_pending_jobs=config.max_pending,
+        results_once=config.results_once,
+        result_formats=list(wire.RESULT_FORMATS),
+        qpy_version=qpy.QPY_VERSION,
+        options=defaults,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 64
+        requeued, failed = store.recover(config.max_attempts)
+        counts = store.counts()
+        log.warning(
+            "qjm serve: %s on http://%s:%s, %d worker(s); jobs in %s: %s; requeued %d, "
+            "failed %d after restarts",
+            backend_name,
+            config.host,
+            config.port,
+            config.workers,
+            store.path,
+            counts or "none",
+            requeued,
+            failed,
+        )
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+
+    app = FastAPI(
+        title="qjm job service",
+        version=API_VERSION,
+        description="Runs quantum circuits on a local Qiskit backend for many users; see "
+        "docs/remote.md. Every /v1 request needs 'Authorization: Bearer TOKEN'.",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.state.runner = runner
+    app.state.config = config
+    if config.latency_ms > 0:
+        app.add_middleware(LatencyMiddleware, seconds=config.latency_ms / 1000.0)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _detail_of_validation(exc)}, status_code=422)
+
+    @app.exception_handler(BadRequest)
+    async def _bad(request: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    bearer = HTTPBearer(auto_error=False, description="a token from the service's tokens file")
+
+    def user_of(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> str:
+        if credentials is None:
+            raise HTTPException(
+                401,
+                "no bearer token: send the header 'Authorization: Bearer TOKEN'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        user = tokens.user(credentials.credentials)
+        if user is None:
+            raise HTTPException(
+                401, "invalid token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
+        return user
+
+    User = Annotated[str, Depends(user_of)]
+    JobId = Annotated[str, Path(max_length=100, description="the job id POST /v1/jobs gave")]
+
+    def info(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "status": row["status"],
+            "created": row["created"],
+            "started": row["started"],
+            "finished": row["finished"],
+            "tags": row["tags"],
+            "n_circuits": row["n_circuits"],
+            "shots": row["shots"],
+            "error": row["error"],
+            "attempts": row["attempts"],
+            "result_available": row["result_state"] == "stored",
+            "result_consumed": row["result_state"] == "consumed",
+            "backend": backend_name,
+        }
+
+    def not_found(job_id: str) -> HTTPException:
+        return HTTPException(404, f"no job {job_id!r}")
+
+    def busy(user: str, pending: int) -> HTTPException:
+        retry = max(1, min(60, math.ceil(runner.mean_seconds)))
+        return HTTPException(
+            429,
+            f"user {user!r} has {pending} job(s) QUEUED or RUNNING; this service takes at most "
+            f"{config.max_pending} per user: retry after {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
+
+    def too_large(size: int | None) -> HTTPException:
+        what = f"request body of {size} bytes" if size is not None else "request body"
+        return HTTPException(
+            413,
+            f"{what} is over this service's limit of {config.max_payload_bytes} bytes "
+            "(max_payload_bytes, see GET /v1/limits): split the job into smaller ones",
+            headers={"X-Max-Payload-Bytes": str(config.max_payload_bytes)},
+        )
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "api_version": API_VERSION}
+
+    @app.get("/v1/limits", response_model=Limits, responses=_errors(401))
+    def get_limits(user: User) -> Limits:
+        """What this service takes: job and payload limits, result formats, run options."""
+        return limits
+
+    submit_body = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": JobRequest.model_json_schema()}},
+        }
+    }
+
+    @app.post(
+        "/v1/jobs",
+        status_code=201,
+        response_model=JobInfo,
+        responses=_errors(400, 401, 413, 415, 422, 429),
+        openapi_extra=submit_body,
+    )
+    async def submit(request: Request, user: User) -> Response:
+        """Queue a job. The body is JSON (see JobRequest); it is refused with 413 when it is over
+        max_payload_bytes (the Content-Length is checked before the body is read), and with 429
+        (and Retry-After) when the user has max_pending_jobs jobs QUEUED or RUNNING already."""
+        limit = config.max_payload_bytes
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                raise BadRequest(f"Content-Length {length!r} is not a number") from None
+            if declared > limit:
+                await _drain(request, limit)
+                raise too_large(declared)
+        ctype = request.headers.get("content-type", "application/json").lower()
+        if "json" not in ctype:
+            raise BadRequest(
+                f"the body must be JSON (Content-Type: application/json), not {ctype!r}", 415
+            )
+        pending = await run_in_threadpool(store.pending, user)
+        if pending >= config.max_pending:
+            await _drain(request, limit)
+            raise busy(user, pending)
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                await _drain(request, limit)
+                raise too_large(None)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 0 < len(key) <= 200:
+            raise BadRequest("Idempotency-Key must be 1 to 200 characters")
+        row, created = await run_in_threadpool(_accept, user, body, key)
+        if created:
+            runner.notify()
+        return JSONResponse(
+            info(row),
+            status_code=201 if created else 200,
+            headers={"Location": f"/v1/jobs/{row['id']}", "X-Job-Status": row["status"]},
+        )
+
+    def _accept(user: str, body: bytes, key: str | None) -> tuple[dict[str, Any], bool]:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the body is not JSON: {exc}") from exc
+        try:
+            req = JobRequest.model_validate(data)
+        except ValidationError as exc:
+            raise BadRequest(_detail_of_validation(exc), 422) from exc
+        options = check_options(req.options, defaults, backend, config.max_shots)
+        try:
+            circuits = wire.load_circuits(req.circuits)
+        except wire.WireError as exc:
+            raise BadRequest(str(exc)) from exc
+        if len(circuits) > config.max_circuits:
+            raise BadRequest(
+                f"the job has {len(circuits)} circuits; this service takes at most "
+                f"{config.max_circuits} per job (max_circuits, see GET /v1/limits)"
+            )
+        qpy_bytes = _b64decode(req.circuits)
+        try:
+            return store.add(
+                user, qpy_bytes, len(circuits), options, list(req.tags), config.max_pending, key
+            )
+        except TooManyPending as exc:
+            raise busy(user, exc.pending) from exc
+
+    @app.get("/v1/jobs", response_model=JobList, responses=_errors(401, 422))
+    def list_jobs(
+        user: User,
+        tag: Annotated[list[Tag] | None, Query(description="only jobs with every one of these tags")] = None,
+        status: Annotated[list[StatusName] | None, Query(description="only jobs in one of these")] = None,
+        since: Annotated[float | None, Query(description="created at or after (UNIX time)", allow_inf_nan=False)] = None,
+        until: Annotated[float | None, Query(description="created before (UNIX time)", allow_inf_nan=False)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """The user's jobs, newest first."""
+        rows = store.list(user, tag or [], status or [], since, until, limit)
+        return {"jobs": [info(r) for r in rows]}
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobInfo, responses=_errors(401, 404))
+    def get_job(job_id: JobId, user: User) -> Response:
+        """The job's status, times, tags and error message."""
+        try:
+            row = store.get(job_id, user)
+        except NotFound:
+            raise not_found(job_id) from None
+        return JSONResponse(info(row), headers={"X-Job-Status": row["status"]})
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobInfo, responses=_errors(401, 404, 409))
+    def cancel_job(job_id: JobId, user: User) -> Response:
+        """Cancel a QUEUED or RUNNING job; 409 when it had already finished."""
+        try:
+            row, cancelled = store.cancel(job_id, user)
+        except NotFound:
+            raise not_found(job_id) from None
+        if not cancelled:
+            raise HTTPException(
+                409,
+                f"job {job_id!r} is {row['status']} already and cannot be cancelled",
+                headers={"X-Job-Status": row["status"]},
+            )
+        return JSONResponse(info(row), headers={"X-Job-Status": row["status"]})
+
+    @app.get(
+        "/v1/jobs/{job_id}/result",
+        responses={
+            200: {
+                "description": "The result, as the Accept header asks: "
+                f"{wire.MEDIA_COLUMNAR} (qjm's columnar arrays, what RemoteBackend uses) or "
+                "application/json (qiskit's Result.to_dict()). gzip-compressed when "
+                "Accept-Encoding allows.",
+                "content": {
+                    wire.MEDIA_COLUMNAR: {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"type": "object"}},
+                },
+            },
+            **_errors(401, 404, 406, 409, 410),
+        },
+    )
+    def get_result(job_id: JobId, request: Request, user: User) -> Response:
+        """The job's result. 409 while the job is not finished (or when it ended without a
+        result); 410 when the service serves each result once and it was read already."""
+        media = _wants(request)
+        if media is None:
+            raise HTTPException(
+                406, f"this service sends results as {' or '.join(wire.RESULT_FORMATS)}"
+            )
+        try:
+            row, packed = store.result(job_id, user, config.results_once)
+        except NotFound:
+            raise not_found(job_id) from None
+        except Gone as exc:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exc.consumed or 0))
+            raise HTTPException(
+                410,
+                f"the result of job {job_id!r} was already read (at {when}); this service "
+                "serves each result once (--results-once)",
+            ) from None
+        except NotReady as exc:
+            if exc.status in FINAL:
+                why = f"job {job_id!r} ended as {exc.status} without a result"
+                if exc.error:
+                    why += f": {exc.error}"
+            else:
+                why = f"job {job_id!r} is {exc.status}: its result is not ready yet"
+            raise HTTPException(409, why, headers={"X-Job-Status": exc.status}) from None
+        gzip_ok = "gzip" in request.headers.get("accept-encoding", "").lower()
+        headers = {"X-Job-Status": row["status"], "Vary": "Accept, Accept-Encoding"}
+        if media == wire.MEDIA_COLUMNAR:
+            if gzip_ok:
+                headers["Content-Encoding"] = "gzip"
+                return Response(packed, media_type=media, headers=headers)
+            return Response(gzip.decompress(packed), media_type=media, headers=headers)
+        record = wire.decode_columnar(gzip.decompress(packed))
+        body = wire.encode_result_json(record.to_result())
+        if gzip_ok:
+            headers["Content-Encoding"] = "gzip"
+            body = gzip.compress(body, compresslevel=1)
+        return Response(body, media_type=wire.MEDIA_JSON, headers=headers)
+
+    return app
+
+
+def _b64decode(text: str) -> bytes:
+    import base64
+
+    return base64.b64decode(text, validate=True)
+
+
+async def _drain(request: Request, limit: int) -> None:
+    """Read and drop what the client is still sending (up to 4 x ``limit`` bytes), so that it
+    reads the error response instead of a reset connection."""
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > 4 * limit:
+                break
+    except Exception:  # noqa: BLE001 - the client went away: nothing to answer
+        pass
