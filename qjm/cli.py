@@ -1,4 +1,4 @@
-"""The ``qjm`` command: ``qjm demo`` runs qjm's main job; ``qjm show`` and ``qjm list`` read the store."""
+"""The ``qjm`` command: ``demo`` runs qjm's main job, ``show``/``list`` read the store, ``serve`` runs a job service, ``bench`` the benchmarks."""
 
 from __future__ import annotations
 
@@ -130,6 +130,19 @@ def list_sets(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    try:
+        from bench.__main__ import main as bench_main
+    except ImportError:
+        print(
+            "qjm bench: the benchmark harness lives in the bench/ folder of a source checkout; "
+            "run this from there (or: python -m bench)",
+            file=sys.stderr,
+        )
+        return 2
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qjm", description=__doc__)
     parser.add_argument(
@@ -159,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_set_id")
     p.add_argument("--detailed", action="store_true", help="report every job")
     p.set_defaults(func=show)
+
+    from qjm.server import add_subparser as add_serve
+
+    add_serve(sub)
+
+    p = sub.add_parser(
+        "bench", help="run the benchmark harness (from a source checkout: python -m bench)"
+    )
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of python -m bench")
+    p.set_defaults(func=bench)
 
     p = sub.add_parser("list", help="list the job sets in the store")
     p.add_argument("--name", default=None, help="only sets with this name")
