@@ -62,7 +62,28 @@ cdef extern from *:
     static inline int qjm_clz64(unsigned long long x) { return __builtin_clzll(x); }
     static inline int qjm_popcount64(unsigned long long x) { return __builtin_popcountll(x); }
     static inline void qjm_prefetch(const void* p) { __builtin_prefetch(p); }
+    #include <string.h>
+    /* 8 characters "0"/"1" (first = most significant) to a byte; 0 if any other character */
+    static inline int qjm_bits8(const char* p, unsigned long long* byte) {
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        unsigned long long w;
+        memcpy(&w, p, 8);
+        if (((w & 0xFEFEFEFEFEFEFEFEULL) ^ 0x3030303030303030ULL) != 0) return 0;
+        *byte = ((w & 0x0101010101010101ULL) * 0x8040201008040201ULL) >> 56;
+        return 1;
+    #else
+        unsigned long long v = 0;
+        int i;
+        for (i = 0; i < 8; i++) {
+            if ((p[i] & 0xFE) != 0x30) return 0;
+            v = (v << 1) | (unsigned long long)(p[i] & 1);
+        }
+        *byte = v;
+        return 1;
+    #endif
+    }
     """
+    int qjm_bits8(const char* p, unsigned long long* byte) nogil
     int qjm_clz64(unsigned long long x) nogil
     int qjm_popcount64(unsigned long long x) nogil
     void qjm_prefetch(const void* p) nogil
@@ -210,7 +231,7 @@ cdef enum:
 cdef inline int _hex_u64(const char* p, Py_ssize_t n, Py_ssize_t width, uint64_t* out) noexcept nogil:
     cdef Py_ssize_t i
     cdef uint64_t v = 0, lost = 0
-    cdef uint8_t d
+    cdef uint8_t d, bad = 0
     if p == NULL:
         return INVALID
     if n >= 2 and p[0] == 48 and (p[1] | 0x20) == 120:  # "0x" / "0X"
@@ -218,12 +239,21 @@ cdef inline int _hex_u64(const char* p, Py_ssize_t n, Py_ssize_t width, uint64_t
         n -= 2
     if n == 0:
         return INVALID
-    for i in range(n):
-        d = HEXVAL[<uint8_t>p[i]]
-        if d == 0xFF:
+    if n <= 16:
+        # cannot overflow 64 bits: branch-free, invalid characters (0xFF) show in `bad`
+        for i in range(n):
+            d = HEXVAL[<uint8_t>p[i]]
+            bad |= d
+            v = (v << 4) | (d & 0x0F)
+        if bad & 0xF0:
             return INVALID
-        lost |= v >> 60
-        v = (v << 4) | d
+    else:
+        for i in range(n):
+            d = HEXVAL[<uint8_t>p[i]]
+            if d == 0xFF:
+                return INVALID
+            lost |= v >> 60
+            v = (v << 4) | d
     if lost or (width < 64 and (v >> width) != 0):
         return TOO_WIDE
     out[0] = v
@@ -262,11 +292,33 @@ cdef inline int _bits_u64(const char* p, Py_ssize_t n, Py_ssize_t width, uint64_
     cdef Py_ssize_t i, nd = 0
     cdef uint64_t v = 0, lost = 0
     cdef char c
+    cdef uint8_t bad = 0
+    cdef unsigned long long byte
     if p == NULL:
         return INVALID
     if n >= 2 and p[0] == 48 and (p[1] | 0x20) == 98:  # "0b" / "0B"
         p += 2
         n -= 2
+    if 0 < n <= 64:
+        # only "0"/"1" and at most 64 of them: 8 characters at a time
+        i = 0
+        while i + 8 <= n:
+            if not qjm_bits8(p + i, &byte):
+                bad = 1
+                break
+            v = (v << 8) | byte
+            i += 8
+        while i < n and not bad:
+            c = p[i]
+            bad |= (<uint8_t>c & 0xFE) ^ 0x30
+            v = (v << 1) | <uint64_t>(c & 1)
+            i += 1
+        if bad == 0:
+            if width < 64 and (v >> width) != 0:
+                return TOO_WIDE
+            out[0] = v
+            return OK
+        v = 0
     for i in range(n):
         c = p[i]
         if c == 48 or c == 49:
@@ -312,8 +364,8 @@ cdef inline int _bits_packed(const char* p, Py_ssize_t n, Py_ssize_t width, Py_s
     return OK
 
 
-cdef Py_ssize_t PARSE_CHUNK = 16384
-cdef Py_ssize_t PREFETCH = 64
+cdef Py_ssize_t PARSE_CHUNK = 65536
+cdef Py_ssize_t PREFETCH = 32
 
 
 cdef int _parse_chunk(const char** ptrs, const Py_ssize_t* lens, Py_ssize_t count,
@@ -429,6 +481,8 @@ cdef object _parse(object strings, object width_obj, int binary):
                                     vals + start if vals != NULL else NULL,
                                     rows + start * nb if rows != NULL else NULL, &err)
             for j in range(nheld):
+                if j + PREFETCH < nheld:
+                    qjm_prefetch(held[j + PREFETCH])
                 _Decref(held[j])
             nheld = 0
             if code != OK:
