@@ -228,6 +228,65 @@ def _bit_length_small(v: np.ndarray) -> np.ndarray:
     return (v >= 1).astype(np.int64) + (v >= 2) + (v >= 4) + (v >= 8)
 
 
+def _ints_to_keys(ints: list[int], width: int) -> np.ndarray | None:
+    """Python ints to the representation; None when one does not fit in ``width`` bits."""
+    n = len(ints)
+    if width <= 64:
+        try:
+            arr = np.array(ints, dtype=np.uint64).reshape(n)
+        except OverflowError:
+            return None
+        if width < 64 and n and (arr >> np.uint64(width)).any():
+            return None
+        return arr
+    nb = (width + 7) // 8
+    try:
+        raw = b"".join([v.to_bytes(nb, "big") for v in ints])
+    except OverflowError:
+        return None
+    arr = np.frombuffer(raw, dtype=np.uint8).reshape(n, nb).copy()
+    if width % 8 and n and (arr[:, 0] >> (width % 8)).any():
+        return None
+    return arr
+
+
+_HEX_CHARS = b"0123456789abcdefABCDEFxX"
+
+
+def _fast_hex(items: list[str], width: int) -> np.ndarray | None:
+    """Valid input the quick way (int(x, 16)); None to let the exact path find the error.
+
+    With only hex digits and x/X in the strings, ``int(s, 16)`` succeeds exactly on the strings
+    this module accepts (x only in a leading "0x"; no sign, space or underscore).
+    """
+    joined = "".join(items)
+    if not joined.isascii() or joined.encode("ascii").translate(None, _HEX_CHARS):
+        return None
+    try:
+        ints = [int(s, 16) for s in items]
+    except ValueError:
+        return None
+    return _ints_to_keys(ints, width)
+
+
+def _fast_bits(items: list[str], width: int) -> np.ndarray | None:
+    """Valid input without "0b" prefixes the quick way; None to use the exact path."""
+    joined = "".join(items)
+    if not joined.isascii():
+        return None
+    raw = joined.encode("ascii")
+    if raw.translate(None, b"01 _"):
+        return None  # other characters, or "0b" prefixes: the exact path decides
+    try:
+        if raw.translate(None, b"01"):
+            ints = [int(s.replace(" ", "").replace("_", ""), 2) for s in items]
+        else:
+            ints = [int(s, 2) for s in items]
+    except ValueError:
+        return None
+    return _ints_to_keys(ints, width)
+
+
 def _parse_in_order(strings: Sequence[str], width: int, parse) -> np.ndarray:
     """Runs ``parse`` on the strings before the first non-str; the first bad item raises."""
     width = _check_width(width)
@@ -252,6 +311,9 @@ def _parse_hex(items: list[str], width: int) -> np.ndarray:
     n = len(items)
     if n == 0:
         return _empty_keys(None if width <= 64 else (width + 7) // 8)
+    fast = _fast_hex(items, width)
+    if fast is not None:
+        return fast
     cps, lens = _codepoints(items)
     m = cps.shape[1]
     col = np.arange(m)[None, :]
@@ -285,6 +347,9 @@ def _parse_bits(items: list[str], width: int) -> np.ndarray:
     n = len(items)
     if n == 0:
         return _empty_keys(None if width <= 64 else (width + 7) // 8)
+    fast = _fast_bits(items, width)
+    if fast is not None:
+        return fast
     cps, lens = _codepoints(items)
     m = cps.shape[1]
     col = np.arange(m)[None, :]
