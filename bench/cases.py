@@ -46,6 +46,7 @@ def managed_results(records, names: list[str], plan):
 def _fill(row: Row, pair) -> Row:
     row.baseline_s, row.qjm_s = pair.baseline, pair.qjm
     row.baseline_all, row.qjm_all = pair.baseline_all, pair.qjm_all
+    row.reps = pair.repeat
     return row
 
 
@@ -284,8 +285,9 @@ def case_decode_threads(data: Data, repeat: int) -> Row:
     return row
 
 
-def case_end_to_end(data: Data, repeat: int) -> Row:
-    """Run every circuit on Aer and read every histogram."""
+def _end_to_end(data: Data, repeat: int, case: str, chunk: int, workers: int) -> Row:
+    """Run every circuit on Aer and read every histogram: Aer directly vs qjm's job set of
+    ``chunk`` circuits per job and ``workers`` threads."""
     from qiskit_aer import AerSimulator
 
     import qjm
@@ -294,20 +296,21 @@ def case_end_to_end(data: Data, repeat: int) -> Row:
     circuits = e2e_circuits(s.e2e_circuits, s.e2e_qubits)
     n = len(circuits)
     seed = 1234
+    jobs = -(-n // chunk)
     row = Row(
-        case="end_to_end",
-        title=f"end to end: {n:,} circuits on Aer, all counts read",
+        case=case,
+        title=f"end to end: {n:,} circuits on Aer, all counts read"
+        + (f" ({jobs} jobs, {workers} workers)" if case != "end_to_end" else ""),
         size=f"{s.e2e_qubits} qubits, {s.e2e_shots:,} shots",
         items=n,
         unit="circuits",
-        baseline="`AerSimulator().run(circuits).result()`, then `get_counts(i)` for each",
-        qjm="`JobManager(store=':memory:').run(circuits, backend=AerSimulator(), "
-        f"max_experiments_per_job={s.e2e_chunk}, max_workers={s.e2e_workers})`, `results()`, "
-        "then `get_counts(i)` for each",
+        baseline="`AerSimulator().run(circuits, shots, seed_simulator).result()`, then "
+        "`get_counts(i)` for each",
+        qjm="`JobManager(store=':memory:').run(circuits, backend=AerSimulator(), shots, "
+        f"seed_simulator, max_experiments_per_job={chunk}, max_workers={workers})`, "
+        "`results()`, then `get_counts(i)` for each",
         target=1.0,
     )
-    # Aer's first run in a process pays for loading its engine; neither side should pay it
-    AerSimulator().run(circuits[:2], shots=10).result()
     job_sets = []
 
     def baseline(sim):
@@ -321,24 +324,18 @@ def case_end_to_end(data: Data, repeat: int) -> Row:
             backend=sim,
             shots=s.e2e_shots,
             seed_simulator=seed,
-            max_experiments_per_job=s.e2e_chunk,
-            max_workers=s.e2e_workers,
+            max_experiments_per_job=chunk,
+            max_workers=workers,
         )
         job_sets.append(job_set)
         results = job_set.results()
         return [results.get_counts(i) for i in range(n)]
 
     try:
-        pair = side_by_side(
-            repeat,
-            baseline,
-            with_qjm,
-            baseline_setup=AerSimulator,
-            qjm_setup=lambda: (AerSimulator(), qjm.JobManager(store=":memory:")),
-        )
-        _fill(row, pair)
-        got = with_qjm((AerSimulator(), qjm.JobManager(store=":memory:")))
+        # the check runs first, untimed: it is also the warm-up (Aer's first run in a process
+        # pays for starting its engine; neither side should pay that)
         expect = baseline(AerSimulator())
+        got = with_qjm((AerSimulator(), qjm.JobManager(store=":memory:")))
         problems = [
             i
             for i in range(n)
@@ -347,16 +344,44 @@ def case_end_to_end(data: Data, repeat: int) -> Row:
         ]
         if problems:
             row.check = f"get_counts({problems[0]}) is not a histogram of {s.e2e_shots} shots"
+        del expect, got
+        pair = side_by_side(
+            repeat,
+            baseline,
+            with_qjm,
+            baseline_setup=AerSimulator,
+            qjm_setup=lambda: (AerSimulator(), qjm.JobManager(store=":memory:")),
+        )
+        _fill(row, pair)
     finally:
         for job_set in job_sets:
             job_set.shutdown()
-    jobs = -(-n // s.e2e_chunk)
     row.note = (
-        f"{jobs} jobs of {s.e2e_chunk} circuits, {s.e2e_workers} workers; both sides seed_simulator="
-        f"{seed} (per-experiment seeds differ between one job and {jobs}, so the check compares "
-        "shots and key widths, not counts)"
+        f"{jobs} job(s) of {chunk} circuits, {workers} worker(s); both sides seed_simulator="
+        f"{seed} (Aer seeds each experiment from its index in its job, so counts differ between "
+        f"one job and {jobs}: the check compares shots and key widths, not counts)"
     )
     return row
+
+
+def case_end_to_end(data: Data, repeat: int) -> Row:
+    """The end-to-end case with the harness's chosen job size and workers (``Sizes``)."""
+    s = data.sizes
+    return _end_to_end(data, repeat, "end_to_end", s.e2e_chunk, s.e2e_workers)
+
+
+E2E_CONFIGS = [(1, 1), (2, 2), (5, 2), (10, 2), (20, 2), (10, 4)]  # (jobs, workers)
+
+
+def case_end_to_end_configs(data: Data, repeat: int) -> list[Row]:
+    """The end-to-end case for several job sizes and worker counts (not run by default: it is
+    how the harness's choice was made)."""
+    n = data.sizes.e2e_circuits
+    rows = []
+    for jobs, workers in E2E_CONFIGS:
+        chunk = -(-n // jobs)
+        rows.append(_end_to_end(data, repeat, f"e2e_{jobs}x{workers}", chunk, workers))
+    return rows
 
 
 def case_memory(data: Data, repeat: int) -> MemoryRow:
@@ -419,7 +444,7 @@ def case_memory(data: Data, repeat: int) -> MemoryRow:
     return row
 
 
-CASES: dict[str, Callable[[Data, int], Row | MemoryRow]] = {
+CASES: dict[str, Callable[[Data, int], Row | MemoryRow | list[Row]]] = {
     "merge": case_merge,
     "decode": case_decode,
     "get_counts": case_get_counts,
@@ -428,4 +453,6 @@ CASES: dict[str, Callable[[Data, int], Row | MemoryRow]] = {
     "decode_threads": case_decode_threads,
     "end_to_end": case_end_to_end,
     "memory": case_memory,
+    # not run by default
+    "end_to_end_configs": case_end_to_end_configs,
 }

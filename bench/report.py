@@ -27,6 +27,7 @@ class Row:
     target: float  # ratio to reach
     baseline_s: float = float("nan")
     qjm_s: float = float("nan")
+    reps: int = 0  # repetitions of each side
     baseline_all: list[float] = field(default_factory=list)
     qjm_all: list[float] = field(default_factory=list)
     check: str = "ok"
@@ -131,8 +132,8 @@ def _cell(text: str) -> str:
 def markdown_table(rows: list[Row]) -> str:
     head = (
         "| case | size | baseline | baseline throughput | qjm throughput | "
-        "baseline time | qjm time | ratio | target | met? |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        "baseline time | qjm time | best of | ratio | target | met? |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
@@ -148,6 +149,7 @@ def markdown_table(rows: list[Row]) -> str:
                     _rate(r.items, r.qjm_s, r.unit),
                     _sec(r.baseline_s),
                     _sec(r.qjm_s),
+                    str(r.reps) if r.reps else "-",
                     _ratio(r.ratio),
                     f">= {r.target:g}x",
                     r.met,

@@ -8,6 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+SHORT_BUDGET = 1.0  # seconds: a case whose pairs take less than this gets extra pairs
+EXTRA = 10  # at most this many times --repeat pairs
+
 
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     """Seconds ``fn(*args)`` takes (after a full collection, so no earlier garbage is paid for)."""
@@ -24,7 +27,7 @@ class Pair:
 
     baseline: float
     qjm: float
-    repeat: int
+    repeat: int  # repetitions of each side
     baseline_all: list[float]
     qjm_all: list[float]
 
@@ -35,9 +38,14 @@ def side_by_side(
     qjm: Callable[[Any], Any],
     baseline_setup: Callable[[], Any] = lambda: None,
     qjm_setup: Callable[[], Any] = lambda: None,
+    short: float = SHORT_BUDGET,
 ) -> Pair:
     """Time ``baseline(baseline_setup())`` and ``qjm(qjm_setup())`` ``repeat`` times each,
     alternating (baseline, qjm, baseline, qjm, ...), and keep the best of each side.
+
+    Short cases get more pairs, so one noisy moment does not decide them: after ``repeat``
+    pairs, pairs go on while the timed seconds of both sides together stay under ``short``, up to
+    ``EXTRA * repeat`` pairs. Both sides always get the same number of repetitions.
 
     The setups run outside the timed region, once before every repetition (a fresh object per
     repetition: nothing computed by one repetition is reused by the next). What a timed call
@@ -45,7 +53,9 @@ def side_by_side(
     """
     tb: list[float] = []
     tq: list[float] = []
-    for _ in range(repeat):
+    n = 0
+    while n < repeat or (sum(tb) + sum(tq) < short and n < EXTRA * repeat):
+        n += 1
         arg = baseline_setup()
         t, out = timed(baseline, arg)
         tb.append(t)
@@ -54,4 +64,4 @@ def side_by_side(
         t, out = timed(qjm, arg)
         tq.append(t)
         del out, arg
-    return Pair(min(tb), min(tq), repeat, tb, tq)
+    return Pair(min(tb), min(tq), n, tb, tq)
