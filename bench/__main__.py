@@ -19,7 +19,15 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.report import MemoryRow, Row, environment, markdown_memory, markdown_table, render
+from bench.report import (
+    MemoryRow,
+    Row,
+    environment,
+    load_average,
+    markdown_memory,
+    markdown_table,
+    render,
+)
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
 CASE_NAMES = [
@@ -204,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         output = args.output or DEFAULT_OUTPUT
         notes = _notes(sizes, data, repeat)
-        notes.append(f"- Whole run: {total:.1f} s.")
+        notes.append(
+            f"- Whole run: {total:.1f} s; load average at the end: {load_average()} (on "
+            f"{os.cpu_count()} CPUs; anything above 0 is other processes competing with both "
+            "sides)."
+        )
         text = render(command, env, rows, memory_rows, notes, _details([*rows, *memory_rows]))
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(text)

@@ -210,20 +210,38 @@ def _version(module: str) -> str:
         return "not installed"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: on a shared machine, how busy its cores were."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def environment() -> dict[str, str]:
     """What the numbers depend on: machine, versions, qjm's kernel implementation."""
+    why = ""
     try:
         from qjm import _kernels
 
         impl = _kernels.IMPLEMENTATION
     except Exception as exc:  # noqa: BLE001
         impl = f"unavailable ({exc})"
+    pure = os.environ.get("QJM_PUREPYTHON", "") not in ("", "0")
+    if impl == "python" and not pure:
+        try:  # say why the compiled kernels were not used
+            import qjm._merge  # noqa: F401
+        except Exception as exc:  # noqa: BLE001
+            why = f" (the extension did not import: {type(exc).__name__}: {exc})"
+        else:
+            why = " (the extension imports now but did not when qjm was imported)"
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 0
     return {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "load average at start": load_average(),
         "machine": f"nproc {usable} ({os.cpu_count()} CPUs), {_cpu_model()}, {platform.system()} "
         f"{platform.release()}",
         "python": sys.version.split()[0],
@@ -231,9 +249,7 @@ def environment() -> dict[str, str]:
         "qiskit-aer": _version("qiskit-aer"),
         "numpy": _version("numpy"),
         "qjm kernels": f"qjm._kernels.IMPLEMENTATION = {impl!r}"
-        + (
-            " (QJM_PUREPYTHON set)" if os.environ.get("QJM_PUREPYTHON", "") not in ("", "0") else ""
-        ),
+        + (" (QJM_PUREPYTHON set)" if pure else why),
     }
 
 
