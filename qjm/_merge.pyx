@@ -405,9 +405,11 @@ cdef object _parse(object strings, object width_obj, int binary):
 
     Works in chunks: under the GIL it takes a reference to each string of the chunk and collects
     pointers to its ASCII data (encoding str subclasses, marking non-ASCII strings invalid); then
-    it parses the chunk without the GIL, then drops the references. The pointer arrays stay small
-    (cache-resident, no large allocations) and a list mutated by another thread meanwhile cannot
-    free a string being parsed. Errors are raised for the first offending item in order.
+    it parses the chunk without the GIL, then drops the references. The pointer arrays stay
+    bounded (no allocation in proportion to the input), each chunk's strings are still in cache
+    when they are parsed and released, and a list mutated by another thread meanwhile cannot free
+    a string being parsed. A chunk is large enough (65536 strings, about 1 ms) that two threads
+    hand the GIL over rarely. Errors are raised for the first offending item in order.
     """
     cdef Py_ssize_t width = _check_width(width_obj)
     if isinstance(strings, (str, bytes)):
