@@ -151,7 +151,16 @@ def _run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"qjm serve: {exc}", file=sys.stderr)
         return 2
-    server = uvicorn.Server(
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            # a graceful stop on SIGTERM/SIGINT ends with exit code 0, through Python's own
+            # shutdown (uvicorn would raise the signal again and skip the clean-up)
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+    server = Server(
         uvicorn.Config(
             app,
             host=config.host,

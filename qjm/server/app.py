@@ -138,6 +138,7 @@ class Tokens:
 
 # -- models ---------------------------------------------------------------------------------------
 
+_BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 StatusName = Literal["QUEUED", "RUNNING", "DONE", "ERROR", "CANCELLED"]
 
@@ -150,6 +151,7 @@ class JobRequest(BaseModel):
         min_length=1,
         description="The base64 text of one QPY file holding the job's circuits "
         "(qiskit.qpy.dump of a list).",
+        json_schema_extra={"pattern": _BASE64, "contentEncoding": "base64"},
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -273,9 +275,10 @@ def check_options(
             else:
                 ok = True
             if not ok:
+                kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
                 raise BadRequest(
-                    f"run option {name!r} must be of type {type(default).__name__} "
-                    f"(like its default {default!r}), not {type(value).__name__} {value!r}"
+                    f"run option {name!r} must be {kind.get(type(default), type(default).__name__)}"
+                    f" (like its default {default!r}), not {type(value).__name__} {value!r}"
                 )
         out[name] = value
     shots = out.get("shots")
@@ -378,7 +381,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         for name, value in backend.options.items()
         if name not in SERVICE_OPTIONS
     }
-    from qiskit import qpy
+    from qiskit import QuantumCircuit, qpy
     from qiskit.circuit.library import get_standard_gate_name_mapping
 
     standard = get_standard_gate_name_mapping()
@@ -509,24 +512,50 @@ def create_app(config: ServerConfig) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok", "api_version": API_VERSION}
 
-    @app.get("/v1/limits", response_model=Limits, responses=_errors(401))
+    @app.get("/v1/limits", response_model=Limits, responses=_errors(401), operation_id="get_limits")
     def get_limits(user: User) -> Limits:
         """What this service takes: job and payload limits, result formats, run options."""
         return limits
 
+    example = QuantumCircuit(2, 2, name="bell")
+    example.h(0)
+    example.cx(0, 1)
+    example.measure([0, 1], [0, 1])
+    submit_schema = JobRequest.model_json_schema()
+    submit_schema["examples"] = [
+        {
+            "circuits": wire.b64(wire.dump_circuits([example])),
+            "options": {"shots": 100, "seed_simulator": 1},
+            "tags": ["example"],
+        }
+    ]
     submit_body = {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": JobRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": submit_schema}},
         }
+    }
+    job_links = {
+        name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}}
+        for name, op in (
+            ("GetJob", "get_job"),
+            ("GetResult", "get_result"),
+            ("CancelJob", "cancel_job"),
+        )
     }
 
     @app.post(
         "/v1/jobs",
         status_code=201,
         response_model=JobInfo,
-        responses=_errors(400, 401, 413, 415, 422, 429),
+        responses={
+            201: {"description": "the job, queued", "links": job_links},
+            200: {"model": JobInfo, "description": "the job submitted before with this "
+                  "Idempotency-Key"},
+            **_errors(400, 401, 413, 415, 422, 429),
+        },
         openapi_extra=submit_body,
+        operation_id="submit_job",
     )
     async def submit(request: Request, user: User) -> Response:
         """Queue a job. The body is JSON (see JobRequest); it is refused with 413 when it is over
@@ -599,7 +628,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         except TooManyPending as exc:
             raise busy(user, exc.pending) from exc
 
-    @app.get("/v1/jobs", response_model=JobList, responses=_errors(401, 422))
+    @app.get("/v1/jobs", response_model=JobList, responses=_errors(401, 422), operation_id="list_jobs")
     def list_jobs(
         user: User,
         tag: Annotated[list[Tag] | None, Query(description="only jobs with every one of these tags")] = None,
@@ -612,7 +641,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         rows = store.list(user, tag or [], status or [], since, until, limit)
         return {"jobs": [info(r) for r in rows]}
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobInfo, responses=_errors(401, 404))
+    @app.get("/v1/jobs/{job_id}", response_model=JobInfo, responses=_errors(401, 404, 422), operation_id="get_job")
     def get_job(job_id: JobId, user: User) -> Response:
         """The job's status, times, tags and error message."""
         try:
@@ -621,7 +650,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise not_found(job_id) from None
         return JSONResponse(info(row), headers={"X-Job-Status": row["status"]})
 
-    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobInfo, responses=_errors(401, 404, 409))
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobInfo, responses=_errors(401, 404, 409, 422), operation_id="cancel_job")
     def cancel_job(job_id: JobId, user: User) -> Response:
         """Cancel a QUEUED or RUNNING job; 409 when it had already finished."""
         try:
@@ -649,8 +678,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                     "application/json": {"schema": {"type": "object"}},
                 },
             },
-            **_errors(401, 404, 406, 409, 410),
+            **_errors(401, 404, 406, 409, 410, 422),
         },
+        operation_id="get_result",
     )
     def get_result(job_id: JobId, request: Request, user: User) -> Response:
         """The job's result. 409 while the job is not finished (or when it ended without a

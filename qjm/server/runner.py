@@ -163,6 +163,7 @@ class Runner:
                     pass
             for p in processes:
                 p.join(timeout=5)
+            executor.shutdown(wait=True)  # its threads and semaphores, now the workers are gone
 
     def _dispatch(self) -> None:
         while True:
