@@ -199,6 +199,21 @@ def _jsonable(name: str, value: Any) -> Any:
     )
 
 
+def _save_subtypes(circuits: list) -> list[list]:
+    """``[circuit, instruction, subtype]`` of every Aer save instruction: QPY keeps their name,
+    label and parameters but not their subtype (per shot, conditional), which the service needs
+    to rebuild them."""
+    out = []
+    for ci, circuit in enumerate(circuits):
+        if not any(name.startswith("save_") for name in circuit.count_ops()):
+            continue
+        for ii, inst in enumerate(circuit.data):
+            subtype = getattr(inst.operation, "_subtype", None)
+            if subtype is not None and inst.operation.name.startswith("save_"):
+                out.append([ci, ii, str(subtype)])
+    return out
+
+
 # -- jobs ---------------------------------------------------------------------------------------
 
 
@@ -367,7 +382,7 @@ class RemoteBackend(BackendV2):
         # Retries only where nothing reached the service (connect errors); a request that may
         # have arrived is not sent again behind the caller's back (results may be served once).
         retry = Retry(
-            total=retries, connect=retries, read=0, status=0, other=0, redirect=0,
+            total=retries, connect=retries, read=False, status=0, other=0, redirect=0,
             backoff_factor=0.2, allowed_methods=None, raise_on_status=False,
         )
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
@@ -500,9 +515,11 @@ class RemoteBackend(BackendV2):
 
     def _body(self, circuits: list, options: dict[str, Any], tags: list[str]) -> bytes:
         raw = wire.dump_circuits(circuits, self._qpy_version())
-        return json.dumps(
-            {"circuits": wire.b64(raw), "options": options, "tags": tags}, separators=(",", ":")
-        ).encode()
+        body: dict[str, Any] = {"circuits": wire.b64(raw), "options": options, "tags": tags}
+        subtypes = _save_subtypes(circuits)
+        if subtypes:
+            body["instruction_subtypes"] = subtypes
+        return json.dumps(body, separators=(",", ":")).encode()
 
     @staticmethod
     def _circuits(run_input: Any) -> list:

@@ -159,6 +159,13 @@ class JobRequest(BaseModel):
         "GET /v1/limits lists the ones this service takes.",
     )
     tags: list[Tag] = Field(default_factory=list, max_length=50)
+    instruction_subtypes: list[tuple[int, int, str]] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="For Aer's save instructions (save_statevector, ...), whose subtype QPY does "
+        "not keep: [circuit index, instruction index, subtype] (single, list, average, c_... ); "
+        "without it, each takes its class's default (not per shot, not conditional).",
+    )
 
 
 class JobInfo(BaseModel):
@@ -620,10 +627,12 @@ def create_app(config: ServerConfig) -> FastAPI:
                 f"the job has {len(circuits)} circuits; this service takes at most "
                 f"{config.max_circuits} per job (max_circuits, see GET /v1/limits)"
             )
+        subtypes = _check_subtypes(req.instruction_subtypes, circuits)
         qpy_bytes = _b64decode(req.circuits)
         try:
             return store.add(
-                user, qpy_bytes, len(circuits), options, list(req.tags), config.max_pending, key
+                user, qpy_bytes, len(circuits), options, list(req.tags), config.max_pending, key,
+                subtypes,
             )
         except TooManyPending as exc:
             raise busy(user, exc.pending) from exc
@@ -724,6 +733,25 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(body, media_type=wire.MEDIA_JSON, headers=headers)
 
     return app
+
+
+def _check_subtypes(subtypes: list | None, circuits: list) -> list | None:
+    from qjm.server.runner import _AER_SAVES, SUBTYPES
+
+    if not subtypes:
+        return None
+    for ci, ii, subtype in subtypes:
+        where = f"instruction_subtypes entry [{ci}, {ii}, {subtype!r}]"
+        if not 0 <= ci < len(circuits):
+            raise BadRequest(f"{where}: there is no circuit {ci}")
+        data = circuits[ci].data
+        if not 0 <= ii < len(data):
+            raise BadRequest(f"{where}: circuit {ci} has no instruction {ii}")
+        if data[ii].operation.name not in _AER_SAVES:
+            raise BadRequest(f"{where}: instruction {ii} is {data[ii].operation.name!r}, not a save instruction")
+        if subtype not in SUBTYPES:
+            raise BadRequest(f"{where}: the subtype must be one of {sorted(SUBTYPES)}")
+    return [list(x) for x in subtypes]
 
 
 def _b64decode(text: str) -> bytes:

@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS job_tags (
     job_id TEXT NOT NULL,
     PRIMARY KEY (tag, job_id)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS payloads (job_id TEXT PRIMARY KEY, qpy BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS payloads (
+    job_id TEXT PRIMARY KEY, qpy BLOB NOT NULL, subtypes TEXT
+);
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, body BLOB NOT NULL);
 """
 
@@ -134,6 +136,7 @@ class JobStore:
         tags: list[str],
         max_pending: int,
         client_key: str | None = None,
+        subtypes: list | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Queue a job; returns (its row, True), or (the earlier job's row, False) when this user
         already submitted one with the same ``client_key``.
@@ -176,7 +179,10 @@ class JobStore:
             conn.executemany(
                 "INSERT OR IGNORE INTO job_tags VALUES (?, ?)", [(t, job_id) for t in tags]
             )
-            conn.execute("INSERT INTO payloads VALUES (?, ?)", (job_id, qpy))
+            conn.execute(
+                "INSERT INTO payloads VALUES (?, ?, ?)",
+                (job_id, qpy, json.dumps(subtypes) if subtypes else None),
+            )
             row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row(row), True
 
@@ -266,22 +272,22 @@ class JobStore:
             ).rowcount
         return requeued, failed
 
-    def claim(self) -> tuple[str, bytes, dict[str, Any], int] | None:
-        """The oldest QUEUED job, now RUNNING: (id, QPY, options, attempt), or None."""
+    def claim(self) -> tuple[str, bytes, dict[str, Any], list | None, int] | None:
+        """The oldest QUEUED job, now RUNNING: (id, QPY, options, subtypes, attempt), or None."""
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT j.id, p.qpy, j.options, j.attempts FROM jobs j JOIN payloads p "
+                "SELECT j.id, p.qpy, j.options, p.subtypes, j.attempts FROM jobs j JOIN payloads p "
                 "ON p.job_id = j.id WHERE j.status = ? ORDER BY j.created, j.rowid LIMIT 1",
                 (QUEUED,),
             ).fetchone()
             if row is None:
                 return None
-            job_id, qpy, options, attempts = row
+            job_id, qpy, options, subtypes, attempts = row
             conn.execute(
                 "UPDATE jobs SET status = ?, started = ?, attempts = attempts + 1 WHERE id = ?",
                 (RUNNING, time.time(), job_id),
             )
-        return job_id, qpy, json.loads(options), attempts + 1
+        return job_id, qpy, json.loads(options), json.loads(subtypes or "null"), attempts + 1
 
     def finish(
         self,

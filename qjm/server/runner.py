@@ -64,7 +64,56 @@ def _warm() -> int:
     return os.getpid()
 
 
-def run_job(job_id: str, qpy_bytes: bytes, options: dict[str, Any], delay: float) -> tuple:
+# Aer's save instructions, by name: QPY brings them back as plain Instructions (name, label and
+# params survive; the class and its subtype do not), and Aer needs its own classes to run them.
+_AER_SAVES = {
+    "save_amplitudes": "SaveAmplitudes",
+    "save_amplitudes_sq": "SaveAmplitudesSquared",
+    "save_clifford": "SaveClifford",
+    "save_density_matrix": "SaveDensityMatrix",
+    "save_expval": "SaveExpectationValue",
+    "save_expval_var": "SaveExpectationValueVariance",
+    "save_matrix_product_state": "SaveMatrixProductState",
+    "save_probabilities": "SaveProbabilities",
+    "save_probabilities_dict": "SaveProbabilitiesDict",
+    "save_stabilizer": "SaveStabilizer",
+    "save_state": "SaveState",
+    "save_statevector": "SaveStatevector",
+    "save_statevector_dict": "SaveStatevectorDict",
+    "save_superop": "SaveSuperOp",
+    "save_unitary": "SaveUnitary",
+}
+SUBTYPES = frozenset({"single", "c_single", "list", "c_list", "average", "c_average", "accum", "c_accum"})
+
+
+def restore_aer_instructions(circuits: list, subtypes: list | None) -> None:
+    """Turn the plain Instructions QPY made of Aer's save instructions back into Aer's classes,
+    with the subtypes the client sent (``[[circuit, instruction, subtype], ...]``) or, for those
+    it did not, the class's default (not per shot, not conditional)."""
+    from qiskit_aer import library
+    from qiskit_aer.library.save_instructions.save_data import SaveAverageData, SaveData
+
+    given = {(int(c), int(i)): str(t) for c, i, t in subtypes or ()}
+    for ci, circuit in enumerate(circuits):
+        data = circuit.data
+        for ii, inst in enumerate(data):
+            op = inst.operation
+            cls_name = _AER_SAVES.get(op.name)
+            if cls_name is None or isinstance(op, SaveData):
+                continue
+            cls = getattr(library, cls_name)
+            subtype = given.get((ci, ii)) or ("average" if issubclass(cls, SaveAverageData) else "single")
+            params = list(op.params)
+            if op.name in ("save_amplitudes", "save_amplitudes_sq"):
+                params = [int(p) for p in params]
+            new = cls.__new__(cls)
+            SaveData.__init__(new, op.name, op.num_qubits, op.label or op.name, subtype, params)
+            data[ii] = inst.replace(operation=new)
+
+
+def run_job(
+    job_id: str, qpy_bytes: bytes, options: dict[str, Any], subtypes: list | None, delay: float
+) -> tuple:
     """Run one job in a worker: (status, error, gzip(columnar result) or None, raw size)."""
     from qiskit import qpy
 
@@ -75,6 +124,7 @@ def run_job(job_id: str, qpy_bytes: bytes, options: dict[str, Any], delay: float
         time.sleep(delay)
     try:
         circuits = qpy.load(io.BytesIO(qpy_bytes))
+        restore_aer_instructions(circuits, subtypes)
         result = _BACKEND.run(circuits, **options).result()
     except Exception as exc:  # noqa: BLE001 - any failure of the run is the job's error
         return ERROR, f"the backend could not run the job: {type(exc).__name__}: {exc}", None, None
@@ -184,12 +234,12 @@ class Runner:
                         self._cond.wait(timeout=1.0)
                     self._wake = False
                 continue
-            job_id, qpy_bytes, options, _attempt = claim
+            job_id, qpy_bytes, options, subtypes, _attempt = claim
             started = time.monotonic()
             with self._cond:
                 try:
                     future = self._executor.submit(
-                        run_job, job_id, qpy_bytes, options, self.job_delay
+                        run_job, job_id, qpy_bytes, options, subtypes, self.job_delay
                     )
                 except (BrokenProcessPool, RuntimeError) as exc:
                     self._replace_executor()
