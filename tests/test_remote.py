@@ -58,8 +58,10 @@ def alice(server):
 def local_counts(circuits, chunk, **options):
     """The same circuits through JobManager on a local AerSimulator, same chunking and seeds."""
     manager = qjm.JobManager(store=":memory:")
+    # one OpenMP thread: the same results (seeded), and no slowdown on a busy machine
     results = manager.run(
-        circuits, backend=AerSimulator(), max_experiments_per_job=chunk, **options
+        circuits, backend=AerSimulator(max_parallel_threads=1), max_experiments_per_job=chunk,
+        **options,
     ).results()
     manager.shutdown()
     return results
