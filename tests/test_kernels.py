@@ -314,10 +314,16 @@ def test_parse_errors_name_first_offender(K):
         K.parse_hex([b"0x1"], 8)
     with pytest.raises(ValueError, match="width"):
         K.parse_hex(["0x1"], -1)
-    # long strings beyond the chunk the compiled parser works in
-    strings = ["0x1"] * 20000 + ["0xq"]
+    # lists longer than the chunk (65536) the compiled parser works in
+    strings = ["0x1"] * 70000 + ["0xq"] + ["0x1"] * 10
     with pytest.raises(ValueError, match="'0xq'"):
         K.parse_hex(strings, 8)
+    strings[70000] = 3.5
+    with pytest.raises(TypeError, match="at index 70000"):
+        K.parse_hex(strings, 8)
+    values = list(range(140_000))
+    assert K.parse_hex([hex(v) for v in values], 18).tolist() == values
+    assert to_ints(K.parse_hex([hex(v) for v in values], 70)) == values
 
 
 printable_junk = st.text(alphabet="0123456789abcdefABCDEFxXb _-+\t\x00é", max_size=12)
@@ -433,6 +439,27 @@ def test_merge_counts_many_parts_u64(K):
     uk, inv = np.unique(allk, return_inverse=True)
     assert_same_array(keys, uk)
     assert_same_array(counts, np.bincount(inv, weights=allc).astype(np.int64))
+
+
+def test_merge_counts_many_distinct(K):
+    """Past the cache-sized hash table (u64) and through table growth (packed rows)."""
+    rng = np.random.default_rng(8)
+    keys_list = [rng.integers(0, 1 << 40, 60_000).astype(np.uint64) for _ in range(4)]
+    keys_list.append(keys_list[0][:1000].copy())
+    counts_list = [rng.integers(0, 1 << 40, k.size) for k in keys_list]
+    keys, counts = K.merge_counts(keys_list, counts_list)
+    uk, inv = np.unique(np.concatenate(keys_list), return_inverse=True)
+    want = np.zeros(uk.size, np.int64)
+    np.add.at(want, inv, np.concatenate(counts_list))
+    assert_same_array(keys, uk)
+    assert_same_array(counts, want)
+    rows = rng.integers(0, 256, (12_000, 11), dtype=np.uint8)
+    rows[:, 0] &= 0x07  # 85 bits
+    parts = [rows, rows[::-1], rows[:10]]
+    keys, counts = K.merge_counts(parts, [np.ones(len(p), np.int64) for p in parts])
+    uk, inv = np.unique(np.concatenate(parts), axis=0, return_inverse=True)
+    assert_same_array(keys, uk)
+    assert_same_array(counts, np.bincount(inv.ravel()).astype(np.int64))
 
 
 def test_merge_counts_extreme_keys(K):
