@@ -57,13 +57,31 @@ class Service:
         self.token = "bench-" + os.urandom(8).hex()
         (root / "tokens").write_text(f"bench {self.token}\n")
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        )
         self.log = open(root / "server.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qjm.server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--tokens", str(root / "tokens"), "--data", str(root / "data"),
-             "--log-level", "warning", *args],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "qjm.server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--tokens",
+                str(root / "tokens"),
+                "--data",
+                str(root / "data"),
+                "--log-level",
+                "warning",
+                *args,
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         import requests
 
@@ -72,8 +90,14 @@ class Service:
             if self.proc.poll() is not None:
                 raise RuntimeError((root / "server.log").read_text())
             try:
-                if requests.get(self.url + "/v1/limits", timeout=2,
-                                headers={"Authorization": f"Bearer {self.token}"}).status_code == 200:
+                if (
+                    requests.get(
+                        self.url + "/v1/limits",
+                        timeout=2,
+                        headers={"Authorization": f"Bearer {self.token}"},
+                    ).status_code
+                    == 200
+                ):
                     break
             except requests.exceptions.RequestException:
                 pass
@@ -165,22 +189,48 @@ def bench_wire(repeat: int, work: Path) -> dict:
 
     rows = []
     for name, data, packed, to_record, to_result, encode in (
-        ("Result JSON", js, False, json_to_record, json_to_result,
-         lambda: wire.encode_result_json(result)),
-        ("Result JSON + gzip(1)", js_gz, True, json_to_record, json_to_result,
-         lambda: gzip.compress(wire.encode_result_json(result), 1)),
-        ("columnar", col, False, col_to_record, col_to_result,
-         lambda: wire.encode_columnar(decode_result(result))),
-        ("columnar + gzip(1)", col_gz, True, col_to_record, col_to_result,
-         lambda: gzip.compress(wire.encode_columnar(decode_result(result)), 1)),
+        (
+            "Result JSON",
+            js,
+            False,
+            json_to_record,
+            json_to_result,
+            lambda: wire.encode_result_json(result),
+        ),
+        (
+            "Result JSON + gzip(1)",
+            js_gz,
+            True,
+            json_to_record,
+            json_to_result,
+            lambda: gzip.compress(wire.encode_result_json(result), 1),
+        ),
+        (
+            "columnar",
+            col,
+            False,
+            col_to_record,
+            col_to_result,
+            lambda: wire.encode_columnar(decode_result(result)),
+        ),
+        (
+            "columnar + gzip(1)",
+            col_gz,
+            True,
+            col_to_record,
+            col_to_result,
+            lambda: gzip.compress(wire.encode_columnar(decode_result(result)), 1),
+        ),
     ):
-        rows.append({
-            "format": name,
-            "bytes": len(data),
-            "encode_ms": 1000 * best(encode, repeat),
-            "to_record_ms": 1000 * best(lambda d=data, p=packed, f=to_record: f(d, p), repeat),
-            "to_result_ms": 1000 * best(lambda d=data, p=packed, f=to_result: f(d, p), repeat),
-        })
+        rows.append(
+            {
+                "format": name,
+                "bytes": len(data),
+                "encode_ms": 1000 * best(encode, repeat),
+                "to_record_ms": 1000 * best(lambda d=data, p=packed, f=to_record: f(d, p), repeat),
+                "to_result_ms": 1000 * best(lambda d=data, p=packed, f=to_result: f(d, p), repeat),
+            }
+        )
 
     # the same job through a running service, in each format
     http = []
@@ -202,7 +252,9 @@ def bench_wire(repeat: int, work: Path) -> dict:
             sizes = []
 
             def fetch(accept=accept, encoding=encoding, decode=decode, sizes=sizes):
-                r = session.get(url, headers={"Accept": accept, "Accept-Encoding": encoding}, timeout=60)
+                r = session.get(
+                    url, headers={"Accept": accept, "Accept-Encoding": encoding}, timeout=60
+                )
                 r.raise_for_status()
                 sizes.append(int(r.headers["Content-Length"]))
                 return decode(r.content)
@@ -245,14 +297,21 @@ def bench_fetch(latency: float, n_jobs: int, work: Path, manager_path: bool) -> 
 
     root = work / f"fetch-{int(latency)}"
     rows = []
-    with Service(root, "--workers", "2", "--latency-ms", str(latency), "--max-pending", str(2 * n_jobs)) as svc:
+    with Service(
+        root, "--workers", "2", "--latency-ms", str(latency), "--max-pending", str(2 * n_jobs)
+    ) as svc:
         backend = RemoteBackend(svc.url, svc.token, pool_size=32)
         circuits = [small_circuit(i) for i in range(n_jobs)]
         store = root / "client.sqlite"
         manager = qjm.JobManager(store=store)
         job_set = manager.run(
-            circuits, backend=backend, max_experiments_per_job=1, max_workers=32,
-            shots=1000, memory=True, seed_simulator=1,
+            circuits,
+            backend=backend,
+            max_experiments_per_job=1,
+            max_workers=32,
+            shots=1000,
+            memory=True,
+            seed_simulator=1,
         )
         ids = [j.job_id() for j in job_set.jobs()]
         set_id = job_set.job_set_id()
@@ -272,8 +331,17 @@ def bench_fetch(latency: float, n_jobs: int, work: Path, manager_path: bool) -> 
             run(jobs)
             seconds = time.perf_counter() - t0
             wire_bytes = sum(j.result_wire_bytes or 0 for j in jobs)
-            rows.append({"latency_ms": latency, "mode": mode, "threads": threads, "call": call,
-                         "seconds": seconds, "bytes": wire_bytes, "jobs": len(jobs)})
+            rows.append(
+                {
+                    "latency_ms": latency,
+                    "mode": mode,
+                    "threads": threads,
+                    "call": call,
+                    "seconds": seconds,
+                    "bytes": wire_bytes,
+                    "jobs": len(jobs),
+                }
+            )
             b.close()
             print(f"  latency {latency:>3.0f} ms  {mode:<28} {seconds:8.2f} s", flush=True)
 
@@ -285,6 +353,7 @@ def bench_fetch(latency: float, n_jobs: int, work: Path, manager_path: bool) -> 
             def run(jobs):
                 with ThreadPoolExecutor(threads) as pool:
                     list(pool.map(lambda j: getattr(j, method)(), jobs))
+
             return run
 
         measure("one after another", 1, "result()", sequential)
@@ -307,12 +376,25 @@ def bench_fetch(latency: float, n_jobs: int, work: Path, manager_path: bool) -> 
             results = js.results(timeout=1800)
             fetch = time.perf_counter() - t1
             assert results.success, js.error_messages()
-            wire_bytes = sum(mj.job.result_wire_bytes or 0 for mj in js.managed_jobs() if mj.job is not None)
-            rows.append({"latency_ms": latency, "mode": "JobManager results(), 32 workers", "threads": 32,
-                         "call": "status() + result() per job", "seconds": fetch, "bytes": wire_bytes,
-                         "jobs": n_jobs, "attach": attach})
-            print(f"  latency {latency:>3.0f} ms  JobManager: attach {attach:.2f} s, results() {fetch:.2f} s",
-                  flush=True)
+            wire_bytes = sum(
+                mj.job.result_wire_bytes or 0 for mj in js.managed_jobs() if mj.job is not None
+            )
+            rows.append(
+                {
+                    "latency_ms": latency,
+                    "mode": "JobManager results(), 32 workers",
+                    "threads": 32,
+                    "call": "status() + result() per job",
+                    "seconds": fetch,
+                    "bytes": wire_bytes,
+                    "jobs": n_jobs,
+                    "attach": attach,
+                }
+            )
+            print(
+                f"  latency {latency:>3.0f} ms  JobManager: attach {attach:.2f} s, results() {fetch:.2f} s",
+                flush=True,
+            )
             m.shutdown()
             b.close()
         backend.close()
@@ -393,18 +475,31 @@ def render(command: str, wire_out: dict | None, fetch_rows: list[dict], n_jobs: 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.remote", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.remote", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="100 jobs, fewer repetitions")
-    parser.add_argument("--jobs", type=int, default=None, help="jobs to fetch (default 1000; 100 with --quick)")
-    parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 50.0], help="ms (default 0 50)")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="jobs to fetch (default 1000; 100 with --quick)"
+    )
+    parser.add_argument(
+        "--latency", type=float, nargs="+", default=[0.0, 50.0], help="ms (default 0 50)"
+    )
     parser.add_argument("--no-wire", action="store_true", help="skip the wire-format part")
     parser.add_argument("--no-manager", action="store_true", help="skip the JobManager path")
-    parser.add_argument("--output", default=str(REPO / "bench" / "RESULTS-remote.md"),
-                        help="markdown file to write ('-': print only)")
+    parser.add_argument(
+        "--output",
+        default=str(REPO / "bench" / "RESULTS-remote.md"),
+        help="markdown file to write ('-': print only)",
+    )
     args = parser.parse_args(argv)
     n_jobs = args.jobs or (100 if args.quick else 1000)
     repeat = 3 if args.quick else 7
-    command = "python -m bench.remote" + ("" if argv is None and len(sys.argv) < 2 else " " + " ".join(argv if argv is not None else sys.argv[1:]))
+    command = "python -m bench.remote" + (
+        ""
+        if argv is None and len(sys.argv) < 2
+        else " " + " ".join(argv if argv is not None else sys.argv[1:])
+    )
     work = Path(tempfile.mkdtemp(prefix="qjm-bench-remote-"))
     try:
         wire_out = None

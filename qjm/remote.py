@@ -234,7 +234,9 @@ class RemoteJob(JobV1):
         self.result_wire_bytes: int | None = None  # bytes of the result as they came over the wire
 
     def submit(self) -> None:
-        raise JobError("a RemoteJob is submitted by RemoteBackend.run(); it cannot be submitted again")
+        raise JobError(
+            "a RemoteJob is submitted by RemoteBackend.run(); it cannot be submitted again"
+        )
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -319,7 +321,9 @@ class RemoteJob(JobV1):
                 try:
                     record = wire.decode_columnar(resp.content)
                 except wire.WireError as exc:
-                    raise JobError(f"{what}: the service sent a result qjm cannot read: {exc}") from exc
+                    raise JobError(
+                        f"{what}: the service sent a result qjm cannot read: {exc}"
+                    ) from exc
                 if status in _FINAL and self._info is not None:
                     self._info = dict(self._info, status=status)
                 return record
@@ -382,8 +386,15 @@ class RemoteBackend(BackendV2):
         # Retries only where nothing reached the service (connect errors); a request that may
         # have arrived is not sent again behind the caller's back (results may be served once).
         retry = Retry(
-            total=retries, connect=retries, read=False, status=0, other=0, redirect=0,
-            backoff_factor=0.2, allowed_methods=None, raise_on_status=False,
+            total=retries,
+            connect=retries,
+            read=False,
+            status=0,
+            other=0,
+            redirect=0,
+            backoff_factor=0.2,
+            allowed_methods=None,
+            raise_on_status=False,
         )
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=retry)
         self._session.mount("http://", adapter)

@@ -7,8 +7,8 @@ data directory, stopped by the test that started them.
         server.kill()          # SIGKILL (the whole process group: service and its workers)
         server.start()         # again, same --data dir and port
 
-``server_factory`` (a pytest fixture in tests/conftest.py style, defined here and imported by the
-test modules) starts any number of servers in one test and stops them all at its end.
+:class:`ServerFactory` starts any number of servers in one test (the test modules make it their
+``server_factory`` fixture) and stops them all at its end.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 USERS = ("alice", "bob")
@@ -73,10 +71,20 @@ class Server:
     @property
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "qjm.server",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--tokens", str(self.tokens_file), "--data", str(self.data),
-            "--log-level", "warning", *self.args,
+            sys.executable,
+            "-m",
+            "qjm.server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--tokens",
+            str(self.tokens_file),
+            "--data",
+            str(self.data),
+            "--log-level",
+            "warning",
+            *self.args,
         ]
 
     def headers(self, user: str = "alice") -> dict[str, str]:
@@ -92,8 +100,13 @@ class Server:
             log.write(f"--- start {self.starts}: {' '.join(self.command)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                self.command, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(self.root),
+                self.command,
+                env=child_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=str(self.root),
             )
         deadline = time.monotonic() + timeout
         while True:
@@ -169,17 +182,20 @@ def running_server(root: Path, *args: str, port: int | None = None) -> Iterator[
         server.stop()
 
 
-@pytest.fixture
-def server_factory(tmp_path):
-    """``server_factory(*args)``: start a server with these extra ``qjm serve`` arguments;
-    every server started is stopped when the test ends."""
-    started: list[Server] = []
+class ServerFactory:
+    """``factory(*args)`` starts a server with these extra ``qjm serve`` arguments under
+    ``root``; ``factory.stop_all()`` stops every one it started. The test modules wrap it in a
+    ``server_factory`` fixture."""
 
-    def make(*args: str) -> Server:
-        server = Server(tmp_path / f"server{len(started)}", args)
-        started.append(server)
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.started: list[Server] = []
+
+    def __call__(self, *args: str) -> Server:
+        server = Server(self.root / f"server{len(self.started)}", args)
+        self.started.append(server)
         return server.start()
 
-    yield make
-    for server in started:
-        server.stop()
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop()

@@ -22,7 +22,7 @@ from qiskit.providers import BackendV2, JobError, JobStatus, JobTimeoutError, Jo
 from qiskit.quantum_info import Statevector  # noqa: E402
 from qiskit.result import Result  # noqa: E402
 from qiskit_aer import AerSimulator  # noqa: E402
-from servers import running_server, server_factory  # noqa: E402, F401
+from servers import ServerFactory, running_server  # noqa: E402
 
 import qjm  # noqa: E402
 from qjm.records import JobRecord, decode_result  # noqa: E402
@@ -38,6 +38,15 @@ from qjm.remote import (  # noqa: E402
     ServiceConnectionError,
 )
 from qjm.store import Store  # noqa: E402
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """``server_factory(*args)``: a started service with these ``qjm serve`` arguments, stopped
+    when the test ends."""
+    factory = ServerFactory(tmp_path)
+    yield factory
+    factory.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +69,9 @@ def local_counts(circuits, chunk, **options):
     manager = qjm.JobManager(store=":memory:")
     # one OpenMP thread: the same results (seeded), and no slowdown on a busy machine
     results = manager.run(
-        circuits, backend=AerSimulator(max_parallel_threads=1), max_experiments_per_job=chunk,
+        circuits,
+        backend=AerSimulator(max_parallel_threads=1),
+        max_experiments_per_job=chunk,
         **options,
     ).results()
     manager.shutdown()
@@ -232,8 +243,18 @@ def test_cancel_a_queued_job_and_wait_with_a_timeout(server_factory, make_circui
 
 
 def test_run_errors(server_factory, make_circuits):
-    s = server_factory("--workers", "1", "--job-delay-ms", "300", "--max-pending", "2",
-                       "--max-payload-bytes", "20000", "--max-shots", "1000")
+    s = server_factory(
+        "--workers",
+        "1",
+        "--job-delay-ms",
+        "300",
+        "--max-pending",
+        "2",
+        "--max-payload-bytes",
+        "20000",
+        "--max-shots",
+        "1000",
+    )
     backend = RemoteBackend(s.url, s.tokens["alice"])
     with pytest.raises(InvalidRequestError, match="shots") as bad:
         backend.run(make_circuits(1), shots=5000)
@@ -250,7 +271,9 @@ def test_run_errors(server_factory, make_circuits):
     assert size > 20000
     with pytest.raises(PayloadTooLargeError) as too_big:
         backend.run(big, shots=10)
-    assert too_big.value.limit == 20000 and too_big.value.size == backend.payload_size(big, shots=10)
+    assert too_big.value.limit == 20000 and too_big.value.size == backend.payload_size(
+        big, shots=10
+    )
     for job in jobs:
         job.result(timeout=30)
 
@@ -318,7 +341,9 @@ def test_manager_runs_1000_circuits_and_counts_equal_local(server, alice, make_c
     circuits = make_circuits(1000, qubits=4, seed=5)
     options = dict(shots=200, seed_simulator=1234, memory=True)
     manager = qjm.JobManager(store=tmp_path / "store.sqlite")
-    job_set = manager.run(circuits, backend=alice, max_experiments_per_job=100, max_workers=8, **options)
+    job_set = manager.run(
+        circuits, backend=alice, max_experiments_per_job=100, max_workers=8, **options
+    )
     results = job_set.results(timeout=180)
     assert results.success, job_set.error_messages()
     assert len(job_set.managed_jobs()) == 10
@@ -330,7 +355,9 @@ def test_manager_runs_1000_circuits_and_counts_equal_local(server, alice, make_c
     manager.shutdown()
 
 
-def test_service_killed_and_restarted_in_the_middle_of_a_set(server_factory, make_circuits, tmp_path):
+def test_service_killed_and_restarted_in_the_middle_of_a_set(
+    server_factory, make_circuits, tmp_path
+):
     s = server_factory("--workers", "1", "--job-delay-ms", "250")
     backend = RemoteBackend(s.url, s.tokens["alice"])
     circuits = make_circuits(120, qubits=3, seed=9)
@@ -339,7 +366,9 @@ def test_service_killed_and_restarted_in_the_middle_of_a_set(server_factory, mak
     job_set = manager.run(circuits, backend=backend, max_experiments_per_job=10, **options)
     ids = [j.job_id() for j in job_set.jobs()]  # every job submitted
     assert len(ids) == 12
-    infos = wait_statuses(backend, set(ids), lambda i: sum(x["status"] == "DONE" for x in i.values()) >= 3)
+    infos = wait_statuses(
+        backend, set(ids), lambda i: sum(x["status"] == "DONE" for x in i.values()) >= 3
+    )
     with pytest.raises(qjm.JobManagerTimeoutError):
         job_set.results(timeout=0.2)  # keep some results in the client's store
     infos = {j.job_id(): j.info() for j in backend.jobs(limit=100)}
@@ -356,7 +385,9 @@ def test_service_killed_and_restarted_in_the_middle_of_a_set(server_factory, mak
     manager.shutdown()
 
 
-def test_results_once_and_two_retrievals_in_two_processes(server_factory, make_circuits, tmp_path, run_python):
+def test_results_once_and_two_retrievals_in_two_processes(
+    server_factory, make_circuits, tmp_path, run_python
+):
     s = server_factory("--results-once", "--workers", "1", "--job-delay-ms", "150")
     backend = RemoteBackend(s.url, s.tokens["alice"])
     circuits = make_circuits(40, qubits=3, seed=3)
@@ -404,7 +435,9 @@ def test_a_result_fetched_once_is_kept_by_the_job(server_factory, make_circuits)
     backend = RemoteBackend(s.url, s.tokens["alice"])
     job = backend.run(make_circuits(3), shots=50, seed_simulator=1)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(job.result(timeout=60))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(job.result(timeout=60))) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:

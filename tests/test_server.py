@@ -19,11 +19,20 @@ requests = pytest.importorskip("requests")
 
 from qiskit import QuantumCircuit, qpy  # noqa: E402
 from qiskit.result import Result  # noqa: E402
-from servers import Server, child_env, running_server, server_factory  # noqa: E402, F401
+from servers import Server, ServerFactory, child_env, running_server  # noqa: E402
 
 from qjm.server import wire  # noqa: E402
 
 PAYLOAD_LIMIT = 200_000
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """``server_factory(*args)``: a started service with these ``qjm serve`` arguments, stopped
+    when the test ends."""
+    factory = ServerFactory(tmp_path)
+    yield factory
+    factory.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +40,14 @@ def server(tmp_path_factory):
     """One service for the tests that do not need a special one (2 workers, a 200 kB limit)."""
     with running_server(
         tmp_path_factory.mktemp("server"),
-        "--workers", "2", "--max-payload-bytes", str(PAYLOAD_LIMIT), "--max-circuits", "50",
-        "--max-shots", "10000",
+        "--workers",
+        "2",
+        "--max-payload-bytes",
+        str(PAYLOAD_LIMIT),
+        "--max-circuits",
+        "50",
+        "--max-shots",
+        "10000",
     ) as s:
         yield s
 
@@ -42,7 +57,12 @@ def slow_server(tmp_path_factory):
     """One worker, every job 400 ms, at most 2 pending jobs per user."""
     with running_server(
         tmp_path_factory.mktemp("slow"),
-        "--workers", "1", "--job-delay-ms", "400", "--max-pending", "2",
+        "--workers",
+        "1",
+        "--job-delay-ms",
+        "400",
+        "--max-pending",
+        "2",
     ) as s:
         yield s
 
@@ -91,8 +111,12 @@ def detail(r: requests.Response) -> str:
 
 def test_submit_status_and_result_in_both_formats(server):
     circuits = [bell("b0"), bell("b1")]
-    r = submit(server, circuits=circuits, options={"shots": 200, "seed_simulator": 3, "memory": True},
-               tags=["t1", "t2"])
+    r = submit(
+        server,
+        circuits=circuits,
+        options={"shots": 200, "seed_simulator": 3, "memory": True},
+        tags=["t1", "t2"],
+    )
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["status"] in ("QUEUED", "RUNNING", "DONE")
@@ -184,8 +208,12 @@ def test_no_token_or_wrong_token_is_401_everywhere(server):
         ("GET", f"/v1/jobs/{job_id}/result"),
         ("POST", f"/v1/jobs/{job_id}/cancel"),
     ]
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic YWxpY2U6eA=="},
-                    {"Authorization": f"Bearer {server.tokens['alice']}x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic YWxpY2U6eA=="},
+        {"Authorization": f"Bearer {server.tokens['alice']}x"},
+    ):
         for method, path in calls:
             r = requests.request(method, server.url + path, headers=headers, json={}, timeout=10)
             assert r.status_code == 401, (method, path, headers, r.text)
@@ -199,28 +227,43 @@ def test_another_users_job_is_404_like_an_unknown_id(server):
     unknown = "0" * 32
     for method, suffix in (("GET", ""), ("GET", "/result"), ("POST", "/cancel")):
         theirs = requests.request(
-            method, f"{server.url}/v1/jobs/{job_id}{suffix}", headers=server.headers("bob"), timeout=10
+            method,
+            f"{server.url}/v1/jobs/{job_id}{suffix}",
+            headers=server.headers("bob"),
+            timeout=10,
         )
         missing = requests.request(
-            method, f"{server.url}/v1/jobs/{unknown}{suffix}", headers=server.headers("bob"), timeout=10
+            method,
+            f"{server.url}/v1/jobs/{unknown}{suffix}",
+            headers=server.headers("bob"),
+            timeout=10,
         )
         assert theirs.status_code == missing.status_code == 404
         assert detail(theirs).replace(job_id, "ID") == detail(missing).replace(unknown, "ID")
         assert set(theirs.headers) == set(missing.headers)
-    r = requests.get(server.url + "/v1/jobs", params={"tag": "private"}, headers=server.headers("bob"), timeout=10)
+    r = requests.get(
+        server.url + "/v1/jobs",
+        params={"tag": "private"},
+        headers=server.headers("bob"),
+        timeout=10,
+    )
     assert r.json()["jobs"] == []
     # alice's job is untouched by bob's cancel
     assert wait_final(server, job_id)["status"] == "DONE"
 
 
 def test_tokens_file_is_read_again_when_it_changes(server):
-    r = requests.get(server.url + "/v1/limits", headers={"Authorization": "Bearer carol-t"}, timeout=10)
+    r = requests.get(
+        server.url + "/v1/limits", headers={"Authorization": "Bearer carol-t"}, timeout=10
+    )
     assert r.status_code == 401
     original = server.tokens_file.read_text()
     try:
         time.sleep(0.01)
         server.tokens_file.write_text(original + "carol carol-t\n")
-        r = requests.get(server.url + "/v1/limits", headers={"Authorization": "Bearer carol-t"}, timeout=10)
+        r = requests.get(
+            server.url + "/v1/limits", headers={"Authorization": "Bearer carol-t"}, timeout=10
+        )
         assert r.status_code == 200
     finally:
         server.tokens_file.write_text(original)
@@ -248,17 +291,27 @@ def test_too_many_pending_jobs_is_429_with_retry_after(slow_server):
 
 def test_body_over_the_limit_is_413_by_content_length_and_by_size(server):
     body = json.dumps({"circuits": "A" * (PAYLOAD_LIMIT + 10), "options": {}}).encode()
-    r = requests.post(server.url + "/v1/jobs", data=body, timeout=30,
-                      headers={**server.headers(), "Content-Type": "application/json"})
+    r = requests.post(
+        server.url + "/v1/jobs",
+        data=body,
+        timeout=30,
+        headers={**server.headers(), "Content-Type": "application/json"},
+    )
     assert r.status_code == 413
-    assert str(PAYLOAD_LIMIT) in detail(r) and r.headers["X-Max-Payload-Bytes"] == str(PAYLOAD_LIMIT)
+    assert str(PAYLOAD_LIMIT) in detail(r) and r.headers["X-Max-Payload-Bytes"] == str(
+        PAYLOAD_LIMIT
+    )
 
     def chunks():  # no Content-Length: the service counts what arrives
         for i in range(0, len(body), 65536):
             yield body[i : i + 65536]
 
-    r = requests.post(server.url + "/v1/jobs", data=chunks(), timeout=30,
-                      headers={**server.headers(), "Content-Type": "application/json"})
+    r = requests.post(
+        server.url + "/v1/jobs",
+        data=chunks(),
+        timeout=30,
+        headers={**server.headers(), "Content-Type": "application/json"},
+    )
     assert r.status_code == 413 and str(PAYLOAD_LIMIT) in detail(r)
     # the connection pool is still usable afterwards
     assert submit(server).status_code == 201
@@ -275,8 +328,12 @@ def test_limits_on_circuits_and_shots(server):
 
 
 def _post_raw(server, body: bytes, content_type: str = "application/json") -> requests.Response:
-    return requests.post(server.url + "/v1/jobs", data=body, timeout=30,
-                         headers={**server.headers(), "Content-Type": content_type})
+    return requests.post(
+        server.url + "/v1/jobs",
+        data=body,
+        timeout=30,
+        headers={**server.headers(), "Content-Type": content_type},
+    )
 
 
 @pytest.mark.parametrize(
@@ -334,7 +391,9 @@ def test_malformed_bodies_are_4xx(server):
     assert r.status_code == 400 and "QPY" in detail(r)
     future = bytearray(raw)
     future[6] = 250  # a QPY version from the future
-    r = _post_raw(server, json.dumps({"circuits": base64.b64encode(bytes(future)).decode()}).encode())
+    r = _post_raw(
+        server, json.dumps({"circuits": base64.b64encode(bytes(future)).decode()}).encode()
+    )
     assert r.status_code == 400 and "version" in detail(r)
 
 
@@ -348,7 +407,9 @@ def test_a_job_the_backend_cannot_run_ends_as_error_with_the_reason(server):
     assert r.status_code == 201
     info = wait_final(server, r.json()["id"])
     assert info["status"] == "ERROR" and info["error"]
-    res = requests.get(f"{server.url}/v1/jobs/{info['id']}/result", headers=server.headers(), timeout=10)
+    res = requests.get(
+        f"{server.url}/v1/jobs/{info['id']}/result", headers=server.headers(), timeout=10
+    )
     if res.status_code == 409:  # no result at all: the reason is in the message
         assert "ERROR" in detail(res) and res.headers["X-Job-Status"] == "ERROR"
     else:  # a result with success False
@@ -361,12 +422,18 @@ def test_a_job_the_backend_cannot_run_ends_as_error_with_the_reason(server):
 def test_cancel_a_queued_job_and_not_a_finished_one(slow_server):
     a = submit(slow_server, user="alice").json()["id"]
     b = submit(slow_server, user="alice").json()["id"]  # queued behind a
-    r = requests.post(f"{slow_server.url}/v1/jobs/{b}/cancel", headers=slow_server.headers(), timeout=10)
+    r = requests.post(
+        f"{slow_server.url}/v1/jobs/{b}/cancel", headers=slow_server.headers(), timeout=10
+    )
     assert r.status_code == 200 and r.json()["status"] == "CANCELLED"
-    res = requests.get(f"{slow_server.url}/v1/jobs/{b}/result", headers=slow_server.headers(), timeout=10)
+    res = requests.get(
+        f"{slow_server.url}/v1/jobs/{b}/result", headers=slow_server.headers(), timeout=10
+    )
     assert res.status_code == 409 and "CANCELLED" in detail(res)
     assert wait_final(slow_server, a)["status"] == "DONE"
-    r = requests.post(f"{slow_server.url}/v1/jobs/{a}/cancel", headers=slow_server.headers(), timeout=10)
+    r = requests.post(
+        f"{slow_server.url}/v1/jobs/{a}/cancel", headers=slow_server.headers(), timeout=10
+    )
     assert r.status_code == 409 and "DONE" in detail(r)
     time.sleep(0.5)
     assert wait_final(slow_server, b)["status"] == "CANCELLED"
@@ -374,7 +441,9 @@ def test_cancel_a_queued_job_and_not_a_finished_one(slow_server):
 
 def test_result_of_an_unfinished_job_is_409(slow_server):
     a = submit(slow_server, user="alice").json()["id"]
-    r = requests.get(f"{slow_server.url}/v1/jobs/{a}/result", headers=slow_server.headers(), timeout=10)
+    r = requests.get(
+        f"{slow_server.url}/v1/jobs/{a}/result", headers=slow_server.headers(), timeout=10
+    )
     assert r.status_code == 409 and r.headers["X-Job-Status"] in ("QUEUED", "RUNNING")
     assert "not ready" in detail(r)
     wait_final(slow_server, a)
@@ -387,8 +456,12 @@ def test_same_idempotency_key_gives_the_same_job(server):
     r2 = requests.post(server.url + "/v1/jobs", json=body, headers=h, timeout=10)
     assert r1.status_code == 201 and r2.status_code == 200
     assert r1.json()["id"] == r2.json()["id"]
-    r3 = requests.post(server.url + "/v1/jobs", json=body,
-                       headers={**server.headers("bob"), "Idempotency-Key": "k-123"}, timeout=10)
+    r3 = requests.post(
+        server.url + "/v1/jobs",
+        json=body,
+        headers={**server.headers("bob"), "Idempotency-Key": "k-123"},
+        timeout=10,
+    )
     assert r3.status_code == 201 and r3.json()["id"] != r1.json()["id"]
 
 
@@ -417,8 +490,11 @@ def test_jobs_survive_sigkill_and_queued_jobs_run_after_restart(server_factory):
     assert first["status"] == "DONE"
     listing = requests.get(s.url + "/v1/jobs", headers=s.headers(), timeout=10).json()["jobs"]
     running = [j["id"] for j in listing if j["status"] == "RUNNING"]
-    before = requests.get(f"{s.url}/v1/jobs/{ids[0]}/result",
-                          headers={**s.headers(), "Accept": wire.MEDIA_COLUMNAR}, timeout=10).content
+    before = requests.get(
+        f"{s.url}/v1/jobs/{ids[0]}/result",
+        headers={**s.headers(), "Accept": wire.MEDIA_COLUMNAR},
+        timeout=10,
+    ).content
     s.restart()  # SIGKILL, then start on the same data directory and port
     for job_id in ids:
         info = wait_final(s, job_id)
@@ -426,8 +502,11 @@ def test_jobs_survive_sigkill_and_queued_jobs_run_after_restart(server_factory):
     for job_id in running:  # cut off by the kill, run again
         info = requests.get(f"{s.url}/v1/jobs/{job_id}", headers=s.headers(), timeout=10).json()
         assert info["attempts"] == 2
-    after = requests.get(f"{s.url}/v1/jobs/{ids[0]}/result",
-                         headers={**s.headers(), "Accept": wire.MEDIA_COLUMNAR}, timeout=10).content
+    after = requests.get(
+        f"{s.url}/v1/jobs/{ids[0]}/result",
+        headers={**s.headers(), "Accept": wire.MEDIA_COLUMNAR},
+        timeout=10,
+    ).content
     assert after == before
     assert "requeued" in s.log_text()
 
@@ -436,7 +515,10 @@ def test_a_job_cut_off_too_often_is_marked_error(server_factory):
     s = server_factory("--workers", "1", "--job-delay-ms", "3000", "--max-attempts", "1")
     job_id = submit(s).json()["id"]
     deadline = time.monotonic() + 30
-    while requests.get(f"{s.url}/v1/jobs/{job_id}", headers=s.headers(), timeout=10).json()["status"] != "RUNNING":
+    while (
+        requests.get(f"{s.url}/v1/jobs/{job_id}", headers=s.headers(), timeout=10).json()["status"]
+        != "RUNNING"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     s.restart()
@@ -450,7 +532,9 @@ def test_sigterm_stops_the_service_and_its_workers(tmp_path):
     s.proc.send_signal(15)
     assert s.proc.wait(timeout=20) == 0
     time.sleep(1.0)
-    ps = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(pid)], capture_output=True, text=True)
+    ps = subprocess.run(
+        ["ps", "-o", "pid=,stat=,args=", "-g", str(pid)], capture_output=True, text=True
+    )
     alive = [line for line in ps.stdout.splitlines() if line.split()[1][0] != "Z"]
     assert alive == [], f"processes left running in the service's group: {alive}"
     assert "leaked" not in s.log_text()
@@ -462,8 +546,13 @@ def test_sigterm_stops_the_service_and_its_workers(tmp_path):
 def test_openapi_document(server):
     doc = requests.get(server.url + "/openapi.json", timeout=10).json()
     paths = doc["paths"]
-    assert set(paths) >= {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/result",
-                          "/v1/jobs/{job_id}/cancel", "/v1/limits"}
+    assert set(paths) >= {
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/result",
+        "/v1/jobs/{job_id}/cancel",
+        "/v1/limits",
+    }
     assert "requestBody" in paths["/v1/jobs"]["post"]
     assert "HTTPBearer" in doc["components"]["securitySchemes"]
 
@@ -474,23 +563,38 @@ def test_schemathesis_finds_no_server_errors(server, tmp_path):
     pytest.importorskip("schemathesis")
     exe = str(Path(sys.executable).parent / "schemathesis")
     if not Path(exe).exists():
-        exe = shutil.which("schemathesis") or pytest.skip("the schemathesis command is not installed")
+        exe = shutil.which("schemathesis") or pytest.skip(
+            "the schemathesis command is not installed"
+        )
     cmd = [
-        exe, "run", server.url + "/openapi.json",
-        "--header", f"Authorization: Bearer {server.tokens['alice']}",
+        exe,
+        "run",
+        server.url + "/openapi.json",
+        "--header",
+        f"Authorization: Bearer {server.tokens['alice']}",
         # no 5xx, and every answer as documented (status, content type, schema); not checked:
         # the Allow header of 405s, and that any string of base64 is a valid QPY file
-        "--checks", "all",
-        "--exclude-checks", "allow_header_conformance,unsupported_method,positive_data_acceptance",
-        "--max-examples", "100",
-        "--phases", "examples,coverage,fuzzing,stateful",
-        "--seed", "20261125",
-        "--generation-database", "none",
-        "--request-timeout", "20",
-        "--workers", "2",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        "allow_header_conformance,unsupported_method,positive_data_acceptance",
+        "--max-examples",
+        "100",
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--seed",
+        "20261125",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "20",
+        "--workers",
+        "2",
         "--no-color",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150, env=child_env(), cwd=tmp_path)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=150, env=child_env(), cwd=tmp_path
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert "6 selected / 6 total" in out and " passed" in out, out[-3000:]

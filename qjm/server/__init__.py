@@ -35,52 +35,79 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument(
-        "--tokens", required=True, metavar="FILE",
+        "--tokens",
+        required=True,
+        metavar="FILE",
         help="users and their bearer tokens, one 'NAME TOKEN' per line (# comments allowed); "
         "read again when it changes",
     )
     p.add_argument(
-        "--data", required=True, metavar="DIR",
+        "--data",
+        required=True,
+        metavar="DIR",
         help="directory of the service's SQLite file (jobs.sqlite): jobs survive restarts",
     )
     p.add_argument(
-        "--workers", type=_positive_int, default=1,
+        "--workers",
+        type=_positive_int,
+        default=1,
         help="worker processes running jobs (default 1; each job already runs in parallel over "
         "its experiments and shots, so more help with many small jobs)",
     )
     p.add_argument(
-        "--method", default="automatic",
+        "--method",
+        default="automatic",
         help="AerSimulator simulation method (default automatic)",
     )
     p.add_argument(
-        "--results-once", action="store_true",
+        "--results-once",
+        action="store_true",
         help="serve each result once; later requests get 410 Gone",
     )
     p.add_argument(
-        "--latency-ms", type=_non_negative_float, default=0.0,
+        "--latency-ms",
+        type=_non_negative_float,
+        default=0.0,
         help="delay every response by this many ms, without holding a worker (tests, benchmarks)",
     )
-    p.add_argument("--max-circuits", type=_positive_int, default=1000, help="circuits per job (default 1000)")
-    p.add_argument("--max-shots", type=_positive_int, default=100_000, help="shots per experiment (default 100000)")
     p.add_argument(
-        "--max-payload-bytes", type=_positive_int, default=32 * 1024 * 1024,
+        "--max-circuits", type=_positive_int, default=1000, help="circuits per job (default 1000)"
+    )
+    p.add_argument(
+        "--max-shots",
+        type=_positive_int,
+        default=100_000,
+        help="shots per experiment (default 100000)",
+    )
+    p.add_argument(
+        "--max-payload-bytes",
+        type=_positive_int,
+        default=32 * 1024 * 1024,
         help="largest request body in bytes (default 32 MiB)",
     )
     p.add_argument(
-        "--max-pending", type=_positive_int, default=32,
+        "--max-pending",
+        type=_positive_int,
+        default=32,
         help="jobs QUEUED or RUNNING per user before 429 (default 32)",
     )
     p.add_argument(
-        "--job-delay-ms", type=_non_negative_float, default=0.0,
+        "--job-delay-ms",
+        type=_non_negative_float,
+        default=0.0,
         help="each job waits this long in its worker before running, like a slow device "
         "(tests, benchmarks)",
     )
     p.add_argument(
-        "--max-attempts", type=_positive_int, default=3,
+        "--max-attempts",
+        type=_positive_int,
+        default=3,
         help="a job whose run was cut off (service or worker died) this many times is marked "
         "ERROR instead of being run again (default 3)",
     )
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     p.add_argument("--access-log", action="store_true", help="log every request")
 
 
@@ -151,6 +178,7 @@ def _run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"qjm serve: {exc}", file=sys.stderr)
         return 2
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)

@@ -125,6 +125,9 @@ class Tokens:
         self._mtime = os.stat(path).st_mtime_ns
         self._table = read_tokens(path)
 
+    def users(self) -> list[str]:
+        return sorted(set(self._table.values()))
+
     def user(self, token: str) -> str | None:
         try:
             mtime = os.stat(self.path).st_mtime_ns
@@ -255,7 +258,9 @@ def check_options(
     out = {}
     for name, value in options.items():
         if name in SERVICE_OPTIONS:
-            raise BadRequest(f"run option {name!r} is set by this service and cannot be chosen per job")
+            raise BadRequest(
+                f"run option {name!r} is set by this service and cannot be chosen per job"
+            )
         if name not in defaults:
             close = difflib.get_close_matches(name, defaults, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -282,7 +287,12 @@ def check_options(
             else:
                 ok = True
             if not ok:
-                kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+                kind = {
+                    bool: "true or false",
+                    int: "an integer",
+                    float: "a number",
+                    str: "a string",
+                }
                 raise BadRequest(
                     f"run option {name!r} must be {kind.get(type(default), type(default).__name__)}"
                     f" (like its default {default!r}), not {type(value).__name__} {value!r}"
@@ -307,7 +317,9 @@ def check_options(
         raise BadRequest(f"memory must be true or false, not {out['memory']!r}")
     for name, choices in _choices(backend).items():
         if name in out and out[name] not in choices:
-            raise BadRequest(f"run option {name!r} must be one of {sorted(choices)}, not {out[name]!r}")
+            raise BadRequest(
+                f"run option {name!r} must be one of {sorted(choices)}, not {out[name]!r}"
+            )
     validators = getattr(getattr(backend, "options", None), "validator", {}) or {}
     for name, value in out.items():
         rule = validators.get(name)
@@ -375,6 +387,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     """The FastAPI app of ``qjm serve`` for ``config``."""
     store = JobStore(config.data_dir)
     tokens = Tokens(config.tokens_file)
+    if not tokens.users():
+        log.warning("the tokens file %s names no users: every request will answer 401", tokens.path)
     backend = make_backend(config.method)
     runner = Runner(
         store,
@@ -557,8 +571,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         response_model=JobInfo,
         responses={
             201: {"description": "the job, queued", "links": job_links},
-            200: {"model": JobInfo, "description": "the job submitted before with this "
-                  "Idempotency-Key"},
+            200: {
+                "model": JobInfo,
+                "description": "the job submitted before with this Idempotency-Key",
+            },
             **_errors(400, 401, 413, 415, 422, 429),
         },
         openapi_extra=submit_body,
@@ -619,7 +635,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise BadRequest(_detail_of_validation(exc), 422) from exc
         options = check_options(req.options, defaults, backend, config.max_shots)
         try:
-            circuits = wire.load_circuits(req.circuits)
+            circuits, qpy_bytes = wire.decode_circuits(req.circuits)
         except wire.WireError as exc:
             raise BadRequest(str(exc)) from exc
         if len(circuits) > config.max_circuits:
@@ -628,29 +644,49 @@ def create_app(config: ServerConfig) -> FastAPI:
                 f"{config.max_circuits} per job (max_circuits, see GET /v1/limits)"
             )
         subtypes = _check_subtypes(req.instruction_subtypes, circuits)
-        qpy_bytes = _b64decode(req.circuits)
         try:
             return store.add(
-                user, qpy_bytes, len(circuits), options, list(req.tags), config.max_pending, key,
+                user,
+                qpy_bytes,
+                len(circuits),
+                options,
+                list(req.tags),
+                config.max_pending,
+                key,
                 subtypes,
             )
         except TooManyPending as exc:
             raise busy(user, exc.pending) from exc
 
-    @app.get("/v1/jobs", response_model=JobList, responses=_errors(401, 422), operation_id="list_jobs")
+    @app.get(
+        "/v1/jobs", response_model=JobList, responses=_errors(401, 422), operation_id="list_jobs"
+    )
     def list_jobs(
         user: User,
-        tag: Annotated[list[Tag] | None, Query(description="only jobs with every one of these tags")] = None,
-        status: Annotated[list[StatusName] | None, Query(description="only jobs in one of these")] = None,
-        since: Annotated[float | None, Query(description="created at or after (UNIX time)", allow_inf_nan=False)] = None,
-        until: Annotated[float | None, Query(description="created before (UNIX time)", allow_inf_nan=False)] = None,
+        tag: Annotated[
+            list[Tag] | None, Query(description="only jobs with every one of these tags")
+        ] = None,
+        status: Annotated[
+            list[StatusName] | None, Query(description="only jobs in one of these")
+        ] = None,
+        since: Annotated[
+            float | None, Query(description="created at or after (UNIX time)", allow_inf_nan=False)
+        ] = None,
+        until: Annotated[
+            float | None, Query(description="created before (UNIX time)", allow_inf_nan=False)
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         """The user's jobs, newest first."""
         rows = store.list(user, tag or [], status or [], since, until, limit)
         return {"jobs": [info(r) for r in rows]}
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobInfo, responses=_errors(401, 404, 422), operation_id="get_job")
+    @app.get(
+        "/v1/jobs/{job_id}",
+        response_model=JobInfo,
+        responses=_errors(401, 404, 422),
+        operation_id="get_job",
+    )
     def get_job(job_id: JobId, user: User) -> Response:
         """The job's status, times, tags and error message."""
         try:
@@ -659,7 +695,12 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise not_found(job_id) from None
         return JSONResponse(info(row), headers={"X-Job-Status": row["status"]})
 
-    @app.post("/v1/jobs/{job_id}/cancel", response_model=JobInfo, responses=_errors(401, 404, 409, 422), operation_id="cancel_job")
+    @app.post(
+        "/v1/jobs/{job_id}/cancel",
+        response_model=JobInfo,
+        responses=_errors(401, 404, 409, 422),
+        operation_id="cancel_job",
+    )
     def cancel_job(job_id: JobId, user: User) -> Response:
         """Cancel a QUEUED or RUNNING job; 409 when it had already finished."""
         try:
@@ -748,16 +789,12 @@ def _check_subtypes(subtypes: list | None, circuits: list) -> list | None:
         if not 0 <= ii < len(data):
             raise BadRequest(f"{where}: circuit {ci} has no instruction {ii}")
         if data[ii].operation.name not in _AER_SAVES:
-            raise BadRequest(f"{where}: instruction {ii} is {data[ii].operation.name!r}, not a save instruction")
+            raise BadRequest(
+                f"{where}: instruction {ii} is {data[ii].operation.name!r}, not a save instruction"
+            )
         if subtype not in SUBTYPES:
             raise BadRequest(f"{where}: the subtype must be one of {sorted(SUBTYPES)}")
     return [list(x) for x in subtypes]
-
-
-def _b64decode(text: str) -> bytes:
-    import base64
-
-    return base64.b64decode(text, validate=True)
 
 
 async def _drain(request: Request, limit: int) -> None:

@@ -187,9 +187,14 @@ class JobStore:
         return _row(row), True
 
     def pending(self, user: str) -> int:
-        (n,) = self._conn().execute(
-            "SELECT COUNT(*) FROM jobs WHERE user = ? AND status IN (?, ?)", (user, QUEUED, RUNNING)
-        ).fetchone()
+        (n,) = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM jobs WHERE user = ? AND status IN (?, ?)",
+                (user, QUEUED, RUNNING),
+            )
+            .fetchone()
+        )
         return n
 
     # -- look-ups -----------------------------------------------------------------------------
@@ -200,9 +205,11 @@ class JobStore:
         Raises:
             NotFound: no such job, or another user's.
         """
-        row = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND user = ?", (job_id, user)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND user = ?", (job_id, user))
+            .fetchone()
+        )
         if row is None:
             raise NotFound(job_id)
         return _row(row)
@@ -233,11 +240,15 @@ class JobStore:
             where.append("created < ?")
             args.append(until)
         args.append(limit)
-        rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
-            "ORDER BY created DESC, rowid DESC LIMIT ?",
-            args,
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)} "
+                "ORDER BY created DESC, rowid DESC LIMIT ?",
+                args,
+            )
+            .fetchall()
+        )
         return [_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:

@@ -83,7 +83,9 @@ _AER_SAVES = {
     "save_superop": "SaveSuperOp",
     "save_unitary": "SaveUnitary",
 }
-SUBTYPES = frozenset({"single", "c_single", "list", "c_list", "average", "c_average", "accum", "c_accum"})
+SUBTYPES = frozenset(
+    {"single", "c_single", "list", "c_list", "average", "c_average", "accum", "c_accum"}
+)
 
 
 def restore_aer_instructions(circuits: list, subtypes: list | None) -> None:
@@ -102,7 +104,9 @@ def restore_aer_instructions(circuits: list, subtypes: list | None) -> None:
             if cls_name is None or isinstance(op, SaveData):
                 continue
             cls = getattr(library, cls_name)
-            subtype = given.get((ci, ii)) or ("average" if issubclass(cls, SaveAverageData) else "single")
+            subtype = given.get((ci, ii)) or (
+                "average" if issubclass(cls, SaveAverageData) else "single"
+            )
             params = list(op.params)
             if op.name in ("save_amplitudes", "save_amplitudes_sq"):
                 params = [int(p) for p in params]
@@ -141,7 +145,11 @@ def run_job(
     ]
     why = f"the backend reported {result.status or 'failure'}"
     if failed:
-        why += "; " + "; ".join(failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        why += (
+            "; "
+            + "; ".join(failed[:10])
+            + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        )
     return ERROR, why, packed, len(body)
 
 
@@ -243,7 +251,9 @@ class Runner:
                     )
                 except (BrokenProcessPool, RuntimeError) as exc:
                     self._replace_executor()
-                    self.store.requeue(job_id, self.max_attempts, f"no worker could take it ({exc})")
+                    self.store.requeue(
+                        job_id, self.max_attempts, f"no worker could take it ({exc})"
+                    )
                     continue
                 self._in_flight[job_id] = future
             future.add_done_callback(lambda f, j=job_id, t=started: self._done(j, f, t))

@@ -50,7 +50,19 @@ _PREFIX = struct.Struct("<4sHHI")
 
 # The only dtypes a peer may name (numpy's dtype strings, little-endian or byte-order free).
 _DTYPES = {
-    "|b1", "|u1", "|i1", "<u2", "<i2", "<u4", "<i4", "<u8", "<i8", "<f4", "<f8", "<c8", "<c16",
+    "|b1",
+    "|u1",
+    "|i1",
+    "<u2",
+    "<i2",
+    "<u4",
+    "<i4",
+    "<u8",
+    "<i8",
+    "<f4",
+    "<f8",
+    "<c8",
+    "<c16",
 }
 
 
@@ -361,7 +373,9 @@ def decode_columnar(data: bytes | bytearray | memoryview) -> Any:
             ):
                 raise WireError("columnar result: an array lies outside the message")
             count = nbytes // dtype.itemsize
-            arrays.append(np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape))
+            arrays.append(
+                np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape)
+            )
         dec = _Decoder(arrays)
         experiments = []
         for item in header["experiments"]:
@@ -428,7 +442,12 @@ def b64_length(n: int) -> int:
 
 
 def load_circuits(text: str) -> list:
-    """Circuits from the base64 text of a QPY file.
+    """Circuits from the base64 text of a QPY file (see :func:`decode_circuits`)."""
+    return decode_circuits(text)[0]
+
+
+def decode_circuits(text: str) -> tuple[list, bytes]:
+    """Circuits from the base64 text of a QPY file, and the QPY bytes.
 
     Raises:
         WireError: not base64, or not a QPY file of circuits this qiskit reads.
@@ -454,10 +473,12 @@ def load_circuits(text: str) -> list:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - qpy raises many kinds, and Rust panics too
-        raise WireError(f"'circuits' is not a QPY file qiskit can read: {type(exc).__name__}: {exc}") from exc
+        raise WireError(
+            f"'circuits' is not a QPY file qiskit can read: {type(exc).__name__}: {exc}"
+        ) from exc
     if not circuits:
         raise WireError("'circuits' holds no circuits")
     for i, circuit in enumerate(circuits):
         if not isinstance(circuit, QuantumCircuit):
             raise WireError(f"'circuits' item {i} is a {type(circuit).__name__}, not a circuit")
-    return circuits
+    return circuits, raw
