@@ -56,9 +56,12 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = "bench-" + os.urandom(8).hex()
         (root / "tokens").write_text(f"bench {self.token}\n")
-        env = dict(os.environ)
+        import qjm
+
+        env = dict(os.environ)  # the service runs the qjm this process imports
+        home = str(Path(qjm.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+            [home] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
         )
         self.log = open(root / "server.log", "wb")
         self.proc = subprocess.Popen(

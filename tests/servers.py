@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 USERS = ("alice", "bob")
 START_TIMEOUT = 90.0
 
@@ -35,9 +34,14 @@ def free_port() -> int:
 
 
 def child_env() -> dict[str, str]:
-    """This environment, with the repository on PYTHONPATH (QJM_PUREPYTHON passes through)."""
+    """This environment (QJM_PUREPYTHON and PYTHONPATH pass through), with the directory of the
+    ``qjm`` this process imports first on PYTHONPATH: the service runs the same qjm as the tests,
+    installed or from the source tree."""
+    import qjm
+
     env = dict(os.environ)
-    paths = [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    home = str(Path(qjm.__file__).resolve().parent.parent)
+    paths = [home] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
 

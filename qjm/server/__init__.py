@@ -16,6 +16,12 @@ from typing import Any
 
 __all__ = ["add_subparser", "build_parser", "config_from_args", "create_app", "serve"]
 
+DESCRIPTION = (
+    "Run a job service over HTTP: users submit circuits with qjm.remote.RemoteBackend (or any "
+    "HTTP client; OpenAPI at /openapi.json) and they run on a local AerSimulator. See "
+    "docs/remote.md."
+)
+
 
 def _positive_int(text: str) -> int:
     value = int(text)
@@ -112,7 +118,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser(prog: str = "qjm serve") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     _add_arguments(parser)
     return parser
 
@@ -123,7 +129,7 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve",
         help="run a job service over HTTP for a local backend (needs qjm[server])",
-        description=__doc__.split("\n\n")[0],
+        description=DESCRIPTION,
     )
     _add_arguments(p)
     p.set_defaults(func=_run)
