@@ -590,8 +590,10 @@ def test_schemathesis_finds_no_server_errors(server, tmp_path):
         "none",
         "--request-timeout",
         "20",
+        # one worker: threads of schemathesis parsing source at once hit a CPython 3.11 bug
+        # ("AST constructor recursion depth mismatch")
         "--workers",
-        "2",
+        "1",
         "--no-color",
     ]
     proc = subprocess.run(
