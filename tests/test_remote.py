@@ -216,6 +216,9 @@ def test_retrieve_list_and_cancel(server, alice, make_circuits):
     assert [j.job_id() for j in listed] == [job.job_id()]
     assert alice.jobs(tags=["retrieve-me"], status=JobStatus.QUEUED) == []
     assert [j.job_id() for j in alice.jobs(tags="retrieve-me", status=["DONE"])] == [job.job_id()]
+    many = alice.retrieve_jobs([job.job_id(), "0" * 32, job.job_id()])
+    assert [j and j.job_id() for j in many] == [job.job_id(), None, job.job_id()]
+    assert many[0].status() == JobStatus.DONE
     assert job.cancel() is False  # finished already
     bob = RemoteBackend(server.url, server.tokens["bob"])
     with pytest.raises(JobNotFoundError, match="no job"):

@@ -189,6 +189,9 @@ def test_list_jobs_by_tag_status_and_time(server):
     assert set(ids) <= set(listed(status="DONE", since=t0 - 1))
     assert listed(tag="listing", status="QUEUED") == []
     assert listed(tag="listing", until=t0 - 1) == []
+    assert listed(id=[ids[0], ids[2], "0" * 32]) == [ids[2], ids[0]]
+    r = requests.get(server.url + "/v1/jobs", params={"id": ["x"] * 201}, headers=h, timeout=10)
+    assert r.status_code == 422 and "id" in detail(r)
     r = requests.get(server.url + "/v1/jobs", params={"limit": 0}, headers=h, timeout=10)
     assert r.status_code == 422 and "limit" in detail(r)
     r = requests.get(server.url + "/v1/jobs", params={"status": "FINISHED"}, headers=h, timeout=10)

@@ -676,9 +676,13 @@ def create_app(config: ServerConfig) -> FastAPI:
             float | None, Query(description="created before (UNIX time)", allow_inf_nan=False)
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        id: Annotated[
+            list[Annotated[str, StringConstraints(max_length=100)]] | None,
+            Query(max_length=200, description="only these jobs (look up many ids at once)"),
+        ] = None,
     ) -> dict[str, Any]:
         """The user's jobs, newest first."""
-        rows = store.list(user, tag or [], status or [], since, until, limit)
+        rows = store.list(user, tag or [], status or [], since, until, limit, id or [])
         return {"jobs": [info(r) for r in rows]}
 
     @app.get(

@@ -222,11 +222,15 @@ class JobStore:
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
+        ids: list[str] = (),
     ) -> list[dict[str, Any]]:
         """The user's jobs, newest first: with every tag in ``tags``, a status in ``statuses``,
-        created at or after ``since`` and before ``until``."""
+        created at or after ``since`` and before ``until``, an id in ``ids``."""
         where = ["user = ?"]
         args: list[Any] = [user]
+        if ids:
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            args.extend(ids)
         for tag in dict.fromkeys(tags):
             where.append("id IN (SELECT job_id FROM job_tags WHERE tag = ?)")
             args.append(tag)
