@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -449,3 +450,57 @@ def test_a_result_fetched_once_is_kept_by_the_job(server_factory, make_circuits)
     assert job.columnar_result().success
     with pytest.raises(ResultConsumedError):
         backend.retrieve_job(job.job_id()).columnar_result()
+
+
+def test_manager_waits_on_a_busy_service_and_splits_by_payload(server_factory, make_circuits):
+    """A small pending limit (429 + Retry-After) and a small payload limit (jobs split further
+    instead of refused): the set completes, equal to a local run."""
+    s = server_factory(
+        "--workers",
+        "1",
+        "--job-delay-ms",
+        "100",
+        "--max-pending",
+        "2",
+        "--max-payload-bytes",
+        "30000",
+    )
+    backend = RemoteBackend(s.url, s.tokens["alice"])
+    circuits = make_circuits(150, qubits=4, seed=8)
+    whole = backend.payload_size(circuits[:50], shots=100)
+    assert whole > 30000  # a job of 50 circuits would be refused with 413
+    busy = []
+    run = backend.run
+
+    @functools.wraps(run)
+    def counting_run(*args, **kwargs):
+        try:
+            return run(*args, **kwargs)
+        except ServiceBusyError as exc:
+            busy.append(exc.retry_after)
+            raise
+
+    backend.run = counting_run
+    manager = qjm.JobManager(store=":memory:")
+    options = dict(shots=100, seed_simulator=21)
+    job_set = manager.run(circuits, backend=backend, max_experiments_per_job=50, **options)
+    results = job_set.results(timeout=300)
+    assert results.success, job_set.error_messages()
+    jobs = job_set.managed_jobs()
+    assert len(jobs) > 3  # split by payload, not only by the 50-circuit chunk
+    for mj in jobs:
+        chunk = circuits[mj.start_index : mj.end_index + 1]
+        assert backend.payload_size(chunk, **options) <= 30000
+    infos = backend.jobs(limit=1000)
+    assert len(infos) == len(jobs)  # each job submitted once, 429s notwithstanding
+    assert busy and all(r >= 1 for r in busy)  # the service did say 429, with Retry-After
+    # the same chunks as the remote set, so the same seeds per experiment
+    local_jobs = [
+        AerSimulator(max_parallel_threads=1)
+        .run(circuits[mj.start_index : mj.end_index + 1], **options)
+        .result()
+        for mj in jobs
+    ]
+    for mj, res in zip(jobs, local_jobs):
+        for k in range(mj.end_index - mj.start_index + 1):
+            assert results.get_counts(mj.start_index + k) == res.get_counts(k)

@@ -516,6 +516,16 @@ def test_jobs_survive_sigkill_and_queued_jobs_run_after_restart(server_factory):
     assert "requeued" in s.log_text()
 
 
+def test_users_take_turns(server_factory):
+    s = server_factory("--workers", "1", "--job-delay-ms", "200")
+    alices = [submit(s, user="alice").json()["id"] for _ in range(4)]
+    bobs = submit(s, user="bob").json()["id"]
+    started = {j: wait_final(s, j)["started"] for j in alices}
+    bob_started = wait_final(s, bobs, user="bob")["started"]
+    # bob's job, queued behind three of alice's, runs right after the one that was running
+    assert sum(t < bob_started for t in started.values()) <= 2
+
+
 def test_a_job_cut_off_too_often_is_marked_error(server_factory):
     s = server_factory("--workers", "1", "--job-delay-ms", "3000", "--max-attempts", "1")
     job_id = submit(s).json()["id"]

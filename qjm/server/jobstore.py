@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS payloads (
     job_id TEXT PRIMARY KEY, qpy BLOB NOT NULL, subtypes TEXT
 );
 CREATE TABLE IF NOT EXISTS results (job_id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS served (user TEXT PRIMARY KEY, last_started REAL NOT NULL);
 """
 
 _COLUMNS = (
@@ -288,19 +289,30 @@ class JobStore:
         return requeued, failed
 
     def claim(self) -> tuple[str, bytes, dict[str, Any], list | None, int] | None:
-        """The oldest QUEUED job, now RUNNING: (id, QPY, options, subtypes, attempt), or None."""
+        """The next QUEUED job, now RUNNING: (id, QPY, options, subtypes, attempt), or None.
+
+        Users take turns: the next job is the oldest queued job of the user whose last job
+        started longest ago (one user's long queue does not hold everyone else's jobs back)."""
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT j.id, p.qpy, j.options, p.subtypes, j.attempts FROM jobs j JOIN payloads p "
-                "ON p.job_id = j.id WHERE j.status = ? ORDER BY j.created, j.rowid LIMIT 1",
+                "SELECT j.id, p.qpy, j.options, p.subtypes, j.attempts, j.user FROM jobs j "
+                "JOIN payloads p ON p.job_id = j.id LEFT JOIN served s ON s.user = j.user "
+                "WHERE j.status = ? ORDER BY COALESCE(s.last_started, 0), j.created, j.rowid "
+                "LIMIT 1",
                 (QUEUED,),
             ).fetchone()
             if row is None:
                 return None
-            job_id, qpy, options, subtypes, attempts = row
+            job_id, qpy, options, subtypes, attempts, user = row
+            now = time.time()
             conn.execute(
                 "UPDATE jobs SET status = ?, started = ?, attempts = attempts + 1 WHERE id = ?",
-                (RUNNING, time.time(), job_id),
+                (RUNNING, now, job_id),
+            )
+            conn.execute(
+                "INSERT INTO served VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET "
+                "last_started = excluded.last_started",
+                (user, now),
             )
         return job_id, qpy, json.loads(options), json.loads(subtypes or "null"), attempts + 1
 
