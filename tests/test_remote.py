@@ -504,3 +504,71 @@ def test_manager_waits_on_a_busy_service_and_splits_by_payload(server_factory, m
     for mj, res in zip(jobs, local_jobs):
         for k in range(mj.end_index - mj.start_index + 1):
             assert results.get_counts(mj.start_index + k) == res.get_counts(k)
+
+
+# -- the wire format, from an untrusted service --------------------------------------------
+
+
+def _message():
+    from qjm.server import wire
+
+    qc = QuantumCircuit(3, 3, name="m")
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.save_statevector()
+    qc.measure(range(3), range(3))
+    result = AerSimulator().run([qc], shots=20, memory=True, seed_simulator=1).result()
+    return wire.encode_columnar(decode_result(result)), result
+
+
+def test_columnar_round_trip_and_no_pickle():
+    import inspect
+
+    from qjm.server import wire
+
+    data, result = _message()
+    back = wire.decode_columnar(data).to_result()
+    assert back.get_counts() == result.get_counts() and back.get_memory() == result.get_memory()
+    assert back.data(0)["statevector"] == result.data(0)["statevector"]
+    source = inspect.getsource(wire)
+    assert "pickle" not in source.replace("unpickled", "").replace("unpickle", "")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_mangled_columnar_message_is_a_wire_error(seed):
+    from qjm.server import wire
+
+    data, _ = _message()
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        buf = bytearray(data)
+        for pos in rng.integers(0, len(buf), size=int(rng.integers(1, 8))):
+            buf[pos] = int(rng.integers(0, 256))
+        cut = bytes(buf[: int(rng.integers(0, len(buf) + 1))]) if rng.random() < 0.3 else bytes(buf)
+        try:
+            wire.decode_columnar(cut)
+        except wire.WireError:
+            pass
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"fields": {}, "experiments": [], "arrays": [["O", [1], 0, 8]]},  # object dtype
+        {"fields": {}, "experiments": [], "arrays": [["<u8", [10**6], 0, 8 * 10**6]]},
+        {"fields": {"x": {"__array__": 3}}, "experiments": [], "arrays": []},
+        {"fields": {"x": {"__qiskit__": "os.system"}}, "experiments": [], "arrays": []},
+        {"fields": {"x": {"__complex__": "no"}}, "experiments": [], "arrays": []},
+        {"fields": {}, "experiments": [{"fields": {}}], "arrays": []},
+        {"fields": {}, "experiments": "x", "arrays": []},
+    ],
+)
+def test_a_hostile_columnar_header_is_a_wire_error(header):
+    import struct
+
+    from qjm.server import wire
+
+    body = json.dumps(header).encode()
+    data = struct.pack("<4sHHI", b"QJMC", 1, 0, len(body)) + body
+    with pytest.raises(wire.WireError):
+        wire.decode_columnar(data + b"\0" * (-len(data) % 8) + b"\0" * 8)

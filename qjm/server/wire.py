@@ -393,7 +393,7 @@ def decode_columnar(data: bytes | bytearray | memoryview) -> Any:
         return JobRecord(fields=dec.value(header["fields"]), experiments=experiments)
     except WireError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever a malformed header makes fail
         raise WireError(f"columnar result: malformed header ({type(exc).__name__}: {exc})") from exc
 
 
@@ -413,7 +413,7 @@ def decode_result_json(data: bytes | str) -> Any:
         return Result.from_dict(decode_value(json.loads(data)))
     except WireError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever malformed data makes fail
         raise WireError(f"result JSON: not a qiskit Result ({type(exc).__name__}: {exc})") from exc
 
 
