@@ -300,7 +300,7 @@ def _end_to_end(data: Data, repeat: int, case: str, chunk: int, workers: int) ->
     row = Row(
         case=case,
         title=f"end to end: {n:,} circuits on Aer, all counts read"
-        + (f" ({jobs} jobs, {workers} workers)" if case != "end_to_end" else ""),
+        + (f" ({jobs} job(s), {workers} worker(s))" if case != "end_to_end" else ""),
         size=f"{s.e2e_qubits} qubits, {s.e2e_shots:,} shots",
         items=n,
         unit="circuits",
@@ -380,7 +380,9 @@ def case_end_to_end_configs(data: Data, repeat: int) -> list[Row]:
     rows = []
     for jobs, workers in E2E_CONFIGS:
         chunk = -(-n // jobs)
-        rows.append(_end_to_end(data, repeat, f"e2e_{jobs}x{workers}", chunk, workers))
+        row = _end_to_end(data, repeat, f"e2e_{jobs}x{workers}", chunk, workers)
+        data.log(f"  {row.case}: {row.baseline_s:.3f} s vs {row.qjm_s:.3f} s, {row.ratio:.2f}x")
+        rows.append(row)
     return rows
 
 
