@@ -312,7 +312,8 @@ class RemoteJob(JobV1):
                 what=what,
                 ok=(200, 409),
                 headers={"Accept": wire.MEDIA_COLUMNAR},
-                stream=False,
+                # a result served once may have been served to the broken connection
+                repeatable=not self._backend.results_once,
             )
             status = resp.headers.get("X-Job-Status")
             if resp.status_code == 200:
@@ -421,19 +422,33 @@ class RemoteBackend(BackendV2):
         *,
         what: str,
         ok: Iterable[int] = (200,),
+        repeatable: bool | None = None,
         **kwargs: Any,
     ) -> Any:
+        """One request; ``repeatable`` (default: for GET) allows sending it once more when the
+        connection broke under it (a kept-alive connection the service had just closed)."""
         import requests
+        from urllib3.exceptions import ProtocolError
 
-        try:
-            resp = self._session.request(method, self.url + path, timeout=self._timeout, **kwargs)
-        except requests.exceptions.RequestException as exc:
-            raise ServiceConnectionError(
-                f"{what}: could not reach the job service at {self.url}: {type(exc).__name__}: {exc}"
-            ) from exc
+        if repeatable is None:
+            repeatable = method == "GET"
+        for attempt in (0, 1):
+            try:
+                resp = self._session.request(
+                    method, self.url + path, timeout=self._timeout, **kwargs
+                )
+                break
+            except requests.exceptions.RequestException as exc:
+                broken = isinstance(exc, requests.exceptions.ConnectionError) and any(
+                    isinstance(a, ProtocolError) for a in exc.args
+                )
+                if attempt == 0 and repeatable and broken:
+                    continue
+                raise ServiceConnectionError(
+                    f"{what}: could not reach the job service at {self.url}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
         if resp.status_code not in tuple(ok):
-            if 200 <= resp.status_code < 300 and 201 in tuple(ok):
-                return resp
             raise _error_for(resp, what)
         return resp
 

@@ -327,6 +327,32 @@ def test_timeouts_apply_to_every_request(server_factory):
     assert isinstance(err.value.__cause__, requests.exceptions.Timeout)
 
 
+def test_a_broken_connection_is_tried_again_once_for_gets_only(alice):
+    from urllib3.exceptions import ProtocolError
+
+    calls = []
+    original = alice._session.request
+
+    def flaky(method, url, **kwargs):
+        calls.append(method)
+        if len(calls) == 1:
+            raise requests.exceptions.ConnectionError(
+                ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
+            )
+        return original(method, url, **kwargs)
+
+    alice._session.request = flaky
+    try:
+        alice.jobs(limit=1)
+        assert calls == ["GET", "GET"]
+        calls.clear()
+        with pytest.raises(ServiceConnectionError, match="aborted"):
+            alice._request("POST", "/v1/jobs/x/cancel", what="cancel", ok=(200, 404, 409))
+        assert calls == ["POST"]
+    finally:
+        alice._session.request = original
+
+
 def test_many_threads_share_one_pool(alice, make_circuits, caplog):
     jobs = [alice.run(make_circuits(1, seed=i), shots=20, seed_simulator=i) for i in range(40)]
     caplog.set_level(logging.WARNING, logger="urllib3")
