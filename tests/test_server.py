@@ -442,6 +442,19 @@ def test_cancel_a_queued_job_and_not_a_finished_one(slow_server):
     assert wait_final(slow_server, b)["status"] == "CANCELLED"
 
 
+def test_a_resent_job_is_not_refused_by_the_pending_limit(slow_server):
+    body = {"circuits": qpy_b64([bell()]), "options": {"shots": 10}}
+    h = {**slow_server.headers("bob"), "Idempotency-Key": "resend-1"}
+    first = requests.post(slow_server.url + "/v1/jobs", json=body, headers=h, timeout=10)
+    other = submit(slow_server, user="bob")
+    assert first.status_code == 201 and other.status_code == 201
+    assert submit(slow_server, user="bob").status_code == 429  # 2 pending: full
+    again = requests.post(slow_server.url + "/v1/jobs", json=body, headers=h, timeout=10)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    wait_final(slow_server, first.json()["id"], user="bob")
+    wait_final(slow_server, other.json()["id"], user="bob")
+
+
 def test_result_of_an_unfinished_job_is_409(slow_server):
     a = submit(slow_server, user="alice").json()["id"]
     r = requests.get(

@@ -599,6 +599,21 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise BadRequest(
                 f"the body must be JSON (Content-Type: application/json), not {ctype!r}", 415
             )
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 0 < len(key) <= 200:
+            raise BadRequest("Idempotency-Key must be 1 to 200 characters")
+        if key is not None:  # sent again: the job it made, whatever the limits say now
+            earlier = await run_in_threadpool(store.by_key, user, key)
+            if earlier is not None:
+                await _drain(request, limit)
+                return JSONResponse(
+                    info(earlier),
+                    status_code=200,
+                    headers={
+                        "Location": f"/v1/jobs/{earlier['id']}",
+                        "X-Job-Status": earlier["status"],
+                    },
+                )
         pending = await run_in_threadpool(store.pending, user)
         if pending >= config.max_pending:
             await _drain(request, limit)
@@ -612,9 +627,6 @@ def create_app(config: ServerConfig) -> FastAPI:
                 raise too_large(None)
             chunks.append(chunk)
         body = b"".join(chunks)
-        key = request.headers.get("idempotency-key")
-        if key is not None and not 0 < len(key) <= 200:
-            raise BadRequest("Idempotency-Key must be 1 to 200 characters")
         row, created = await run_in_threadpool(_accept, user, body, key)
         if created:
             runner.notify()

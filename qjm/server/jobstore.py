@@ -187,6 +187,17 @@ class JobStore:
             row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row(row), True
 
+    def by_key(self, user: str, client_key: str) -> dict[str, Any] | None:
+        """The user's job submitted with this ``Idempotency-Key``, if any."""
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE user = ? AND client_key = ?", (user, client_key)
+            )
+            .fetchone()
+        )
+        return _row(row) if row else None
+
     def pending(self, user: str) -> int:
         (n,) = (
             self._conn()
