@@ -64,9 +64,12 @@ def make_circuits():
 @pytest.fixture
 def subprocess_env() -> dict[str, str]:
     """The environment for a child Python: this one (with the test's ``QJM_HOME``), plus the
-    repository and tests/ on ``PYTHONPATH`` and ``QJM_PUREPYTHON`` passed through."""
+    directory of the imported qjm and tests/ on ``PYTHONPATH`` and ``QJM_PUREPYTHON`` passed through."""
+    import qjm
+
     env = dict(os.environ)
-    paths = [str(REPO), str(TESTS)]
+    # the qjm these tests import (installed, or the source tree), so the child runs the same one
+    paths = [str(Path(qjm.__file__).resolve().parent.parent), str(TESTS)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

@@ -11,7 +11,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # bench/ is not an installed package: import it from the checkout
-    sys.path.insert(0, str(REPO))
+    # appended, not prepended: qjm itself must still come from where it is installed
+    sys.path.append(str(REPO))
 
 from bench.__main__ import CASE_NAMES, command_line, main  # noqa: E402
 from bench.report import (  # noqa: E402

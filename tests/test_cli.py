@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import qjm
+
 TESTS = Path(__file__).resolve().parent
 
 DEMO = ["demo", "--circuits", "60", "--qubits", "3", "--shots", "100",
@@ -30,8 +32,9 @@ def demo_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("qjm_home")
     env = dict(os.environ)
     env["QJM_HOME"] = str(home)
+    qjm_dir = str(Path(qjm.__file__).resolve().parent.parent)  # the qjm these tests import
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(TESTS.parent), str(TESTS)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        [qjm_dir, str(TESTS)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
     store = tmp_path_factory.mktemp("store") / "s.sqlite"
     proc = qjm_cli(env, *DEMO, store=store)
