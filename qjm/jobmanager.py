@@ -163,7 +163,8 @@ class JobManager:
         if max_bytes and callable(measure):
             # one circuit at a time: a conservative size for a job (each count carries the
             # request's own overhead once more)
-            bounds = payload_bounds([int(measure([c])) for c in circuits], chunk, max_bytes)
+            sizes = [int(measure([c], **run_options)) for c in circuits]
+            bounds = payload_bounds(sizes, chunk, max_bytes)
         return make_plan(len(circuits), chunk, part_shots, bounds)
 
     def job_sets(self, name: str | None = None) -> list[ManagedJobSet]:
@@ -175,7 +176,11 @@ class JobManager:
         return [self._get(job_set_id) for job_set_id in self._store.job_set_ids(name)]
 
     def retrieve_job_set(
-        self, job_set_id: str, backend: Any = None, refresh: bool = False
+        self,
+        job_set_id: str,
+        backend: Any = None,
+        refresh: bool = False,
+        max_workers: int | None = None,
     ) -> ManagedJobSet:
         """A job set from the store, by id, with every result fetched so far.
 
@@ -184,11 +189,16 @@ class JobManager:
             backend: the backend the set ran on; needed only to fetch results not yet stored
                 (it must be able to ``retrieve_job(job_id)``).
             refresh: reattach to the backend's jobs now rather than on first use.
+            max_workers: threads that reattach and fetch (default 8, or what the set had when
+                it was created in this process).
 
         Raises:
             JobManagerUnknownJobSet: no job set with that id is in the store.
         """
+        max_workers = check_positive_int("max_workers", max_workers)
         job_set = self._get(job_set_id, backend)
+        if max_workers is not None:
+            job_set._set_max_workers(max_workers)
         if refresh:
             job_set._attached = False
             job_set._attach()

@@ -144,6 +144,16 @@ class ManagedJobSet:
                 )
             return self._executor
 
+    def _set_max_workers(self, max_workers: int) -> None:
+        """Use ``max_workers`` threads from now on (a pool already running is replaced once idle)."""
+        with self._lock:
+            if max_workers == self._max_workers:
+                return
+            self._max_workers = max_workers
+            old, self._executor = self._executor, None
+        if old is not None:
+            old.shutdown(wait=False)
+
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stop the thread pool of this job set.
 
@@ -227,24 +237,47 @@ class ManagedJobSet:
                 )
 
     def _attach(self) -> None:
-        """For a set retrieved from the store: reattach its jobs to the backend by job id."""
+        """For a set retrieved from the store: reattach its jobs to the backend by job id.
+
+        Uses ``backend.retrieve_jobs(ids)`` (one look-up for many jobs) where the backend has it,
+        else ``backend.retrieve_job(id)`` for each job, on the pool.
+        """
         self._ensure_loaded()
         if self._attached:
             return
         self._attached = True
-        retrieve = getattr(self._backend, "retrieve_job", None)
-        for mj in self._managed:
-            if mj.job is None and mj.job_id and mj.outcome is None:
-                if retrieve is None:
-                    mj.fetch_error = (
-                        "not reattached: no backend given to retrieve_job_set, or the backend "
-                        "cannot retrieve jobs by id"
-                    )
-                    continue
-                try:
-                    mj.job = retrieve(mj.job_id)
-                except Exception as exc:  # noqa: BLE001
+        todo = [mj for mj in self._managed if mj.job is None and mj.job_id and mj.outcome is None]
+        if not todo:
+            return
+        many = getattr(self._backend, "retrieve_jobs", None)
+        one = getattr(self._backend, "retrieve_job", None)
+        if callable(many):
+            try:
+                found = list(many([mj.job_id for mj in todo]))
+            except Exception as exc:  # noqa: BLE001
+                for mj in todo:
                     mj.fetch_error = f"not reattached: {_describe(exc)}"
+                return
+            for mj, job in zip(todo, found):
+                if job is None:
+                    mj.fetch_error = "not reattached: the backend does not know this job id"
+                mj.job = job
+            return
+        if not callable(one):
+            for mj in todo:
+                mj.fetch_error = (
+                    "not reattached: no backend given to retrieve_job_set, or the backend "
+                    "cannot retrieve jobs by id"
+                )
+            return
+
+        def attach(mj: ManagedJob) -> None:
+            try:
+                mj.job = one(mj.job_id)
+            except Exception as exc:  # noqa: BLE001
+                mj.fetch_error = f"not reattached: {_describe(exc)}"
+
+        list(self._pool().map(attach, todo))
 
     # -- state ----------------------------------------------------------------------------------
 

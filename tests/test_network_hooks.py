@@ -56,7 +56,7 @@ class PayloadLimitedBackend(WrappedBackend):
         super().__init__(**kwargs)
         self.max_payload_bytes = max_payload_bytes
 
-    def payload_size(self, circuits) -> int:
+    def payload_size(self, circuits, **run_options) -> int:
         return qpy_size(circuits)
 
     def run(self, run_input, **options):
@@ -157,3 +157,45 @@ def test_columnar_results_are_used_without_decoding(manager):
     assert ColumnarJob.columnar_calls == 3
     direct = AerSimulator().run(circuits(6)[2:4], shots=50, seed_simulator=4).result()
     assert results.get_counts("n3") == direct.get_counts(1)
+
+
+class BatchLookupBackend(WrappedBackend):
+    """Looks many jobs up at once, like a service's ``GET /v1/jobs?id=...``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.batch_lookups = 0
+
+    def retrieve_jobs(self, job_ids):
+        self.batch_lookups += 1
+        return [self.retrieve_job(i) if i in self.job_ids() else None for i in job_ids]
+
+
+def test_retrieved_set_reattaches_with_one_batch_lookup(tmp_path):
+    store = tmp_path / "s.sqlite"
+    backend = BatchLookupBackend(inner=AerSimulator())
+    first = qjm.JobManager(store=store)
+    job_set = first.run(circuits(6), backend=backend, max_experiments_per_job=2, shots=20)
+    job_set.jobs()
+    # a second manager (as in a new process) with nothing fetched yet
+    second = qjm.JobManager(store=store)
+    again = second.retrieve_job_set(job_set.job_set_id(), backend=backend, max_workers=3)
+    results = again.results(timeout=30)
+    assert results.success
+    assert backend.batch_lookups == 1
+    assert again._max_workers == 3
+    for i in range(6):
+        job, k = job_set.job(i)
+        assert results.get_counts(i) == job.result().get_counts(k)
+
+
+def test_retrieved_set_reattaches_job_by_job_on_the_pool(tmp_path):
+    store = tmp_path / "s.sqlite"
+    backend = WrappedBackend(inner=AerSimulator())
+    job_set = qjm.JobManager(store=store).run(
+        circuits(4), backend=backend, max_experiments_per_job=1, shots=20
+    )
+    job_set.jobs()
+    again = qjm.JobManager(store=store).retrieve_job_set(job_set.job_set_id(), backend=backend)
+    assert again.results(timeout=30).success
+    assert [j.job_id() for j in again.jobs()] == [j.job_id() for j in job_set.jobs()]
