@@ -324,6 +324,21 @@ class ManagedResults:
         )
         return dict(zip(kernels.format_bits(keys, len(indices), None), values.tolist()))
 
+    def marginal_memory(self, experiment: Any, indices: list[int]) -> np.ndarray:
+        """Per-shot outcomes of the clbits ``indices`` only, as an array (see :meth:`memory_array`).
+
+        Bit ``j`` of each outcome is clbit ``indices[j]``. Unlike ``qiskit.result.marginal_memory``
+        on Aer's hex memory (whose strings have no leading zeros), the bits are always right.
+
+        Raises:
+            ValueError: an index is out of range or repeated.
+            QiskitError: the experiment has no level-2 memory.
+        """
+        record = self._experiment(experiment)
+        if record.memory is None:
+            raise QiskitError(f'No memory for experiment "{experiment!r}"')
+        return kernels.marginal_memory(record.memory, [int(i) for i in indices], record.width)
+
     def expectation_value(self, experiment: Any, pauli: str) -> float:
         """The expectation value of a diagonal Pauli string (``Z`` and ``I``) from the counts.
 
