@@ -116,8 +116,14 @@ def _sec(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
-def _ratio(x: float) -> str:
-    return "-" if x != x else f"{x:.2f}x"
+def _ratio(x: float, target: float | None = None) -> str:
+    """``x`` to 2 decimals, or to 4 when 2 would hide on which side of ``target`` it is."""
+    if x != x:
+        return "-"
+    text = f"{x:.2f}"
+    if target is not None and (float(text) >= target) != (x >= target):
+        text = f"{x:.4f}"
+    return text + "x"
 
 
 def _mb(n: int) -> str:
@@ -150,7 +156,7 @@ def markdown_table(rows: list[Row]) -> str:
                     _sec(r.baseline_s),
                     _sec(r.qjm_s),
                     str(r.reps) if r.reps else "-",
-                    _ratio(r.ratio),
+                    _ratio(r.ratio, r.target),
                     f">= {r.target:g}x",
                     r.met,
                 )

@@ -90,6 +90,7 @@ def test_table_writer_produces_valid_markdown_with_the_command():
         _row(),
         _row(case="decode", baseline_s=0.09, qjm_s=0.03, check="parse_hex differs"),
         _row(case="get_counts", baseline_s=1.0, qjm_s=2.0),
+        _row(case="end_to_end", baseline_s=8.8535, qjm_s=8.8558, target=1.0),
     ]
     mem = [
         MemoryRow(
@@ -126,6 +127,8 @@ def test_table_writer_produces_valid_markdown_with_the_command():
     assert lines["decode"].rstrip("| ").endswith("WRONG")
     assert "0.50x" in lines["get_counts"] and lines["get_counts"].rstrip("| ").endswith("no")
     assert "merge \\| counts" in lines["merge"]
+    # a ratio just under its target is not shown rounded up to it
+    assert "0.9997x" in lines["end_to_end"] and lines["end_to_end"].rstrip("| ").endswith("no")
     assert "3.60x" in markdown_memory(mem)
     assert "## Errors and wrong answers" in text and "parse_hex differs" in text
 
