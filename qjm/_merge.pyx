@@ -370,34 +370,33 @@ cdef Py_ssize_t PREFETCH = 32
 
 cdef int _parse_chunk(const char** ptrs, const Py_ssize_t* lens, Py_ssize_t count,
                       Py_ssize_t width, Py_ssize_t nb, bint packed, int binary,
-                      uint64_t* vals, uint8_t* rows, Py_ssize_t* err) noexcept nogil:
-    """Parses count strings into vals[0:count] (or rows); returns the code of the first failure."""
+                      uint64_t* vals, uint8_t* rows, Py_ssize_t* err,
+                      PyObject** ahead, Py_ssize_t nahead) noexcept nogil:
+    """Parses count strings into vals[0:count] (or rows); returns the code of the first failure.
+
+    Meanwhile it prefetches the objects of the next chunk (``ahead``: addresses only, never
+    dereferenced here; a prefetch of a stale address is harmless), so that the GIL-holding
+    collection of that chunk finds them in cache.
+    """
     cdef Py_ssize_t i
     cdef int code = OK
-    if not packed:
-        if binary:
-            for i in range(count):
+    for i in range(count):
+        if i < nahead:
+            qjm_prefetch(ahead[i])
+        if not packed:
+            if binary:
                 code = _bits_u64(ptrs[i], lens[i], width, vals + i)
-                if code != OK:
-                    break
-        else:
-            for i in range(count):
+            else:
                 code = _hex_u64(ptrs[i], lens[i], width, vals + i)
-                if code != OK:
-                    break
-    else:
-        if binary:
-            for i in range(count):
-                code = _bits_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
-                if code != OK:
-                    break
+        elif binary:
+            code = _bits_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
         else:
-            for i in range(count):
-                code = _hex_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
-                if code != OK:
-                    break
-    err[0] = i if code != OK else -1
-    return code
+            code = _hex_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
+        if code != OK:
+            err[0] = i
+            return code
+    err[0] = -1
+    return OK
 
 
 cdef object _parse(object strings, object width_obj, int binary):
@@ -425,7 +424,8 @@ cdef object _parse(object strings, object width_obj, int binary):
     cdef const char** ptrs = NULL
     cdef Py_ssize_t* lens = NULL
     cdef PyObject** held = NULL
-    cdef Py_ssize_t nheld = 0
+    cdef PyObject** ahead = NULL
+    cdef Py_ssize_t nheld = 0, nahead
     cdef uint64_t* vals = NULL
     cdef uint8_t* rows = NULL
     cdef cnp.ndarray out
@@ -442,8 +442,9 @@ cdef object _parse(object strings, object width_obj, int binary):
     ptrs = <const char**>malloc(chunk * sizeof(char*))
     lens = <Py_ssize_t*>malloc(chunk * sizeof(Py_ssize_t))
     held = <PyObject**>malloc(chunk * sizeof(PyObject*))
+    ahead = <PyObject**>malloc(chunk * sizeof(PyObject*))
     try:
-        if ptrs == NULL or lens == NULL or held == NULL:
+        if ptrs == NULL or lens == NULL or held == NULL or ahead == NULL:
             raise MemoryError()
         start = 0
         while start < n:
@@ -478,10 +479,18 @@ cdef object _parse(object strings, object width_obj, int binary):
                     type_err = start + i
                     count = i  # parse what precedes it: an earlier bad string wins
                     break
+            # addresses of the next chunk's strings, for prefetching while parsing this one
+            nahead = n - start - count
+            if nahead > chunk:
+                nahead = chunk
+            if type_err >= 0 or nahead < 0:
+                nahead = 0
+            memcpy(ahead, items + start + count, nahead * sizeof(PyObject*))
             with nogil:
                 code = _parse_chunk(ptrs, lens, count, width, nb, packed, binary,
                                     vals + start if vals != NULL else NULL,
-                                    rows + start * nb if rows != NULL else NULL, &err)
+                                    rows + start * nb if rows != NULL else NULL, &err,
+                                    ahead, nahead)
             for j in range(nheld):
                 if j + PREFETCH < nheld:
                     qjm_prefetch(held[j + PREFETCH])
@@ -499,6 +508,7 @@ cdef object _parse(object strings, object width_obj, int binary):
         free(ptrs)
         free(lens)
         free(held)
+        free(ahead)
     if code != OK:
         s = seq[err]
         if code == INVALID:
