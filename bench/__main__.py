@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="repetitions per side, best kept (default 3, or 2 with --quick); a case whose "
+        help="repetitions per side, best kept (default 5, or 2 with --quick); a case whose "
         "calls are short gets more, up to 10 N while its timed total stays under 1 s; both "
         "sides always get the same number",
     )
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help (0) and on bad arguments (2)
         return int(exc.code or 0)
-    repeat = args.repeat if args.repeat is not None else (2 if args.quick else 3)
+    repeat = args.repeat if args.repeat is not None else (2 if args.quick else 5)
     if repeat < 1:
         print("--repeat must be at least 1", file=sys.stderr)
         return 2
