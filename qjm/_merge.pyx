@@ -784,31 +784,79 @@ cdef inline uint64_t _hash_row(const uint8_t* row, Py_ssize_t nb) noexcept nogil
     return _mix(h)
 
 
+cdef inline uint64_t _row_word(const uint8_t* row, Py_ssize_t w, Py_ssize_t nb) noexcept nogil:
+    """Bytes 8w..8w+7 of the row as a big-endian integer (zero past the row's end)."""
+    cdef uint64_t x = 0
+    cdef Py_ssize_t i
+    for i in range(8 * w, 8 * w + 8):
+        x = (x << 8) | (row[i] if i < nb else 0)
+    return x
+
+
+cdef void _sort_rows(Pair* a, Pair* tmp, Py_ssize_t n, const uint8_t** rows, Py_ssize_t nb,
+                     Py_ssize_t w) noexcept nogil:
+    """Sorts rows (index in .count, word w in .key) lexicographically, word by word; equal rows
+    end up next to each other."""
+    cdef Pair* srt
+    cdef Pair x
+    cdef Py_ssize_t i, j, s, e
+    if n <= 1:
+        return
+    if n <= 32:
+        for i in range(1, n):  # insertion sort
+            x = a[i]
+            j = i - 1
+            while j >= 0 and a[j].key > x.key:
+                a[j + 1] = a[j]
+                j -= 1
+            a[j + 1] = x
+    else:
+        srt = _radix_sort_pairs(a, tmp, n)
+        if srt != a:
+            memcpy(a, srt, n * sizeof(Pair))
+    if 8 * (w + 1) >= nb:
+        return  # that was the last word: distinct rows are now in order
+    s = 0
+    while s < n:
+        e = s + 1
+        while e < n and a[e].key == a[s].key:
+            e += 1
+        if e - s > 1:
+            # a run of equal rows (duplicates not merged by hashing) needs no further sorting
+            i = s + 1
+            while i < e and memcmp(rows[a[i].count], rows[a[s].count], nb) == 0:
+                i += 1
+            if i < e:
+                for i in range(s, e):
+                    a[i].key = _row_word(rows[a[i].count], w + 1, nb)
+                _sort_rows(a + s, tmp + s, e - s, rows, nb, w + 1)
+        s = e
+
+
 cdef int _merge_rows(const uint8_t** kp, const int64_t** cp, const Py_ssize_t* lens,
                      Py_ssize_t nparts, Py_ssize_t nb, const uint8_t*** rows_out,
-                     int64_t** counts_out, Py_ssize_t** order_out,
-                     Py_ssize_t* nresult) noexcept nogil:
-    """Hash-merges packed rows; the caller frees *rows_out, *counts_out, *order_out.
+                     int64_t** counts_out, Py_ssize_t* nresult) noexcept nogil:
+    """Merges packed rows into malloc'ed arrays (freed by the caller) of the distinct rows in
+    ascending order (pointers into the input) and their summed counts.
 
-    On success (*rows_out)[(*order_out)[i]] is the i-th smallest distinct row, with count
-    (*counts_out)[(*order_out)[i]].
+    While the distinct rows fit a cache-sized hash table they are aggregated there and only they
+    are sorted; past that every row is sorted (word by word) and equal neighbours are summed.
     """
-    cdef Py_ssize_t total = 0, p, i, u = 0, cap = 16, mask, slot, ucap, col, s, t, j
+    cdef Py_ssize_t total = 0, p, i, u = 0, cap = 1024, mask, slot, j, pos
     cdef Slot* table = NULL
-    cdef Slot* newtable = NULL
     cdef const uint8_t** urows = NULL
     cdef int64_t* ucounts = NULL
-    cdef Py_ssize_t* order = NULL
-    cdef Py_ssize_t* tmp = NULL
-    cdef Py_ssize_t* sw
-    cdef Py_ssize_t* hist = NULL
+    cdef const uint8_t** srows = NULL
+    cdef int64_t* scounts = NULL
+    cdef Pair* pairs = NULL
+    cdef Pair* ptmp = NULL
     cdef uint64_t h
     cdef int64_t c
     cdef const uint8_t* row
     cdef int rc = MERGE_OK
+    cdef bint hashed = True
     rows_out[0] = NULL
     counts_out[0] = NULL
-    order_out[0] = NULL
     nresult[0] = 0
     for p in range(nparts):
         total += lens[p]
@@ -817,20 +865,20 @@ cdef int _merge_rows(const uint8_t** kp, const int64_t** cp, const Py_ssize_t* l
                 return MERGE_NEGATIVE
     if total == 0:
         return MERGE_OK
-    ucap = total
-    while cap < 2 * total and cap < 4096:
+    # rows (pointers) and counts of the parts, in input order; then the hash aggregation
+    urows = <const uint8_t**>malloc(total * sizeof(uint8_t*))
+    ucounts = <int64_t*>malloc(total * sizeof(int64_t))
+    while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * total:
         cap *= 2
     table = <Slot*>malloc(cap * sizeof(Slot))
-    urows = <const uint8_t**>malloc(ucap * sizeof(uint8_t*))
-    ucounts = <int64_t*>malloc(ucap * sizeof(int64_t))
-    if table == NULL or urows == NULL or ucounts == NULL:
+    if urows == NULL or ucounts == NULL or table == NULL:
         rc = MERGE_NOMEM
     else:
         for i in range(cap):
             table[i].idx = -1
         mask = cap - 1
         for p in range(nparts):
-            if rc != MERGE_OK:
+            if not hashed or rc != MERGE_OK:
                 break
             for i in range(lens[p]):
                 row = kp[p] + i * nb
@@ -848,68 +896,60 @@ cdef int _merge_rows(const uint8_t** kp, const int64_t** cp, const Py_ssize_t* l
                         break
                     ucounts[j] += c
                     continue
+                if 2 * (u + 1) > cap:  # too many distinct rows: sort them all instead
+                    hashed = False
+                    break
                 table[slot].hash = h
                 table[slot].idx = u
                 urows[u] = row
                 ucounts[u] = c
                 u += 1
-                if 2 * u > cap:  # grow and rehash
-                    newtable = <Slot*>malloc(2 * cap * sizeof(Slot))
-                    if newtable == NULL:
-                        rc = MERGE_NOMEM
-                        break
-                    for j in range(2 * cap):
-                        newtable[j].idx = -1
-                    mask = 2 * cap - 1
-                    for j in range(cap):
-                        if table[j].idx >= 0:
-                            slot = table[j].hash & mask
-                            while newtable[slot].idx >= 0:
-                                slot = (slot + 1) & mask
-                            newtable[slot] = table[j]
-                    free(table)
-                    table = newtable
-                    cap *= 2
     free(table)
+    if rc == MERGE_OK and not hashed:
+        u = 0
+        for p in range(nparts):
+            for i in range(lens[p]):
+                urows[u] = kp[p] + i * nb
+                ucounts[u] = cp[p][i]
+                u += 1
     if rc == MERGE_OK:
-        # LSD radix sort of the distinct rows, least significant byte (last column) first
-        order = <Py_ssize_t*>malloc(u * sizeof(Py_ssize_t))
-        tmp = <Py_ssize_t*>malloc(u * sizeof(Py_ssize_t))
-        hist = <Py_ssize_t*>calloc(256 * (nb if nb > 0 else 1), sizeof(Py_ssize_t))
-        if order == NULL or tmp == NULL or hist == NULL:
+        # sort by the first 8 bytes, then runs of equal words by the next 8, and so on
+        pairs = <Pair*>malloc(u * sizeof(Pair))
+        ptmp = <Pair*>malloc(u * sizeof(Pair))
+        srows = <const uint8_t**>malloc(u * sizeof(uint8_t*))
+        scounts = <int64_t*>malloc(u * sizeof(int64_t))
+        if pairs == NULL or ptmp == NULL or srows == NULL or scounts == NULL:
             rc = MERGE_NOMEM
         else:
             for i in range(u):
-                order[i] = i
-                row = urows[i]
-                for col in range(nb):
-                    hist[col * 256 + row[col]] += 1
-            col = nb - 1
-            while col >= 0:
-                if hist[col * 256 + urows[0][col]] != u:
-                    s = 0
-                    for j in range(256):
-                        t = hist[col * 256 + j]
-                        hist[col * 256 + j] = s
-                        s += t
-                    for i in range(u):
-                        j = urows[order[i]][col]
-                        tmp[hist[col * 256 + j]] = order[i]
-                        hist[col * 256 + j] += 1
-                    sw = order
-                    order = tmp
-                    tmp = sw
-                col -= 1
-    free(tmp)
-    free(hist)
+                pairs[i].key = _row_word(urows[i], 0, nb)
+                pairs[i].count = i  # the row's index rides in the count field
+            _sort_rows(pairs, ptmp, u, urows, nb, 0)
+            # gather in order; equal rows (only when not hashed) are neighbours: sum them
+            pos = -1
+            for i in range(u):
+                j = <Py_ssize_t>pairs[i].count
+                if (pos >= 0 and not hashed and pairs[i].key == pairs[i - 1].key
+                        and memcmp(srows[pos], urows[j], nb) == 0):
+                    if scounts[pos] > INT64_MAX - ucounts[j]:
+                        rc = MERGE_OVERFLOW
+                        break
+                    scounts[pos] += ucounts[j]
+                else:
+                    pos += 1
+                    srows[pos] = urows[j]
+                    scounts[pos] = ucounts[j]
+            u = pos + 1
+    free(pairs)
+    free(ptmp)
+    free(urows)
+    free(ucounts)
     if rc != MERGE_OK:
-        free(urows)
-        free(ucounts)
-        free(order)
+        free(srows)
+        free(scounts)
         return rc
-    rows_out[0] = urows
-    counts_out[0] = ucounts
-    order_out[0] = order
+    rows_out[0] = srows
+    counts_out[0] = scounts
     nresult[0] = u
     return MERGE_OK
 
@@ -934,7 +974,6 @@ cdef tuple _merge_arrays(list ks, list cs):
     cdef Pair* pairs = NULL
     cdef const uint8_t** urows = NULL
     cdef int64_t* ucounts = NULL
-    cdef Py_ssize_t* order = NULL
     cdef int rc = MERGE_OK
     cdef cnp.ndarray out_k, out_c
     cdef uint64_t* okp
@@ -964,7 +1003,7 @@ cdef tuple _merge_arrays(list ks, list cs):
         else:
             with nogil:
                 rc = _merge_rows(<const uint8_t**>kp, cp, lens, nparts, nb, &urows, &ucounts,
-                                 &order, &nres)
+                                 &nres)
             _raise_merge(rc)
             out_k = np.empty((nres, nb), dtype=np.uint8)
             out_c = np.empty(nres, dtype=np.int64)
@@ -972,8 +1011,8 @@ cdef tuple _merge_arrays(list ks, list cs):
             ocp = <int64_t*>_data(out_c)
             with nogil:
                 for i in range(nres):
-                    memcpy(orp + i * nb, urows[order[i]], nb)
-                    ocp[i] = ucounts[order[i]]
+                    memcpy(orp + i * nb, urows[i], nb)
+                    ocp[i] = ucounts[i]
         return out_k, out_c
     finally:
         free(kp)
@@ -982,7 +1021,6 @@ cdef tuple _merge_arrays(list ks, list cs):
         free(pairs)
         free(urows)
         free(ucounts)
-        free(order)
 
 
 def merge_counts(keys_list, counts_list) -> tuple:
@@ -1181,6 +1219,8 @@ cdef int _marginal_into(cnp.ndarray keys, list idx, cnp.ndarray out) except -1:
     cdef uint64_t* okp
     cdef uint8_t* orp
     cdef uint64_t k, v
+    cdef unsigned int b
+    cdef int k8
     try:
         if ind == NULL or s_src == NULL or s_dst == NULL or s_mask == NULL:
             raise MemoryError()
@@ -1210,6 +1250,10 @@ cdef int _marginal_into(cnp.ndarray keys, list idx, cnp.ndarray out) except -1:
         else:
             nbi = keys.shape[1]
             rp = <const uint8_t*>_data(keys)
+            # where each selected bit lives: byte offset in the row, shift in the byte
+            for j in range(m):
+                s_src[j] = <int>(nbi - 1 - (ind[j] >> 3))
+                s_dst[j] = <int>(ind[j] & 7)
             if out.ndim == 1:
                 okp = <uint64_t*>_data(out)
                 with nogil:
@@ -1217,19 +1261,24 @@ cdef int _marginal_into(cnp.ndarray keys, list idx, cnp.ndarray out) except -1:
                         row = rp + i * nbi
                         v = 0
                         for j in range(m):
-                            src = ind[j]
-                            v |= <uint64_t>((row[nbi - 1 - (src >> 3)] >> (src & 7)) & 1) << j
+                            v |= <uint64_t>((row[s_src[j]] >> s_dst[j]) & 1) << j
                         okp[i] = v
             else:
                 nbo = out.shape[1]
-                orp = <uint8_t*>_data(out)  # zeroed by the caller
+                orp = <uint8_t*>_data(out)
                 with nogil:
                     for i in range(n):
                         row = rp + i * nbi
-                        for j in range(m):
-                            src = ind[j]
-                            if (row[nbi - 1 - (src >> 3)] >> (src & 7)) & 1:
-                                orp[i * nbo + nbo - 1 - (j >> 3)] |= <uint8_t>(1 << (j & 7))
+                        # output byte by byte (least significant first), branch-free
+                        j = 0
+                        while j < m:
+                            b = 0
+                            for k8 in range(8):
+                                if j + k8 >= m:
+                                    break
+                                b |= ((row[s_src[j + k8]] >> s_dst[j + k8]) & 1) << k8
+                            orp[i * nbo + nbo - 1 - (j >> 3)] = <uint8_t>b
+                            j += 8
     finally:
         free(ind)
         free(s_src)

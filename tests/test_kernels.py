@@ -462,6 +462,23 @@ def test_merge_counts_many_distinct(K):
     assert_same_array(counts, np.bincount(inv.ravel()).astype(np.int64))
 
 
+def test_merge_counts_packed_sorted_without_hashing(K):
+    """More distinct packed rows than the hash table takes: all rows sorted word by word, with
+    duplicates and long runs of equal leading words."""
+    rng = np.random.default_rng(9)
+    rows = rng.integers(0, 256, (140_000, 17), dtype=np.uint8)
+    rows[:, :8] = rng.integers(0, 3, (140_000, 1), dtype=np.uint8)  # 3 distinct first words
+    rows[:70_000, 8:16] = 7  # and runs equal up to the last byte
+    parts = [rows, rows[::3], rows[5:9]]
+    counts = [rng.integers(0, 1 << 40, len(p)) for p in parts]
+    keys, got = K.merge_counts(parts, counts)
+    uk, inv = np.unique(np.concatenate(parts), axis=0, return_inverse=True)
+    want = np.zeros(len(uk), np.int64)
+    np.add.at(want, inv.ravel(), np.concatenate(counts))
+    assert_same_array(keys, uk)
+    assert_same_array(got, want)
+
+
 def test_merge_counts_extreme_keys(K):
     top = np.uint64((1 << 64) - 1)
     keys_list = [np.array([top, 0, top, 5], np.uint64), np.array([top, 1 << 63], np.uint64)]
