@@ -381,7 +381,7 @@ def _merge_sorted_groups(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarr
     if (counts < 0).any():
         raise ValueError("counts must be non-negative")
     if keys.ndim == 1:
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys)  # equal keys are summed, so stability does not matter
         sk = keys[order]
         new = np.empty(n, dtype=bool)
         new[0] = True
