@@ -11,7 +11,9 @@ Representation of a set of classical outcomes of ``width`` bits (clbit 0 is the 
 Counts are 1-D ``numpy.int64`` arrays of non-negative values.
 
 The numeric loops run without the GIL. Parsing collects pointers to the strings' ASCII data under
-the GIL (holding a reference to every string through a tuple) and parses them without it.
+the GIL, chunk by chunk, holding a reference to each string of the chunk, and parses them without
+it, so threads decoding different lists run on different cores. Merges aggregate in a cache-sized
+hash table and fall back to radix sorting when the distinct keys outgrow it.
 """
 
 import operator
