@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 
 @dataclass
@@ -234,6 +236,53 @@ def load_average() -> str:
         return "unknown"
 
 
+def qjm_source() -> str:
+    """Where qjm was imported from, its git commit (and whether qjm/ differs from it), and when
+    the compiled extension was built relative to the last change of ``qjm/_merge.pyx``."""
+    try:
+        import qjm
+    except Exception as exc:  # noqa: BLE001
+        return f"qjm did not import: {exc}"
+    pkg = Path(qjm.__file__).resolve().parent
+    parts = [str(pkg)]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=pkg,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if head.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--", "."],
+                cwd=pkg,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            parts.append(
+                f"git {head.stdout.strip()}"
+                + (
+                    f" with {len(dirty.splitlines())} uncommitted change(s) in qjm/"
+                    if dirty
+                    else ""
+                )
+            )
+    except (OSError, subprocess.SubprocessError):
+        pass
+    built = sorted(pkg.glob("_merge*.so")) + sorted(pkg.glob("_merge*.pyd"))
+    pyx = pkg / "_merge.pyx"
+    if built and pyx.exists():
+        so_time, pyx_time = built[0].stat().st_mtime, pyx.stat().st_mtime
+        stamp = datetime.fromtimestamp(so_time).astimezone().isoformat(timespec="seconds")
+        parts.append(
+            f"extension built {stamp}"
+            + (" (older than _merge.pyx: stale build)" if so_time < pyx_time else "")
+        )
+    return ", ".join(parts)
+
+
 def environment() -> dict[str, str]:
     """What the numbers depend on: machine, versions, qjm's kernel implementation."""
     why = ""
@@ -266,6 +315,7 @@ def environment() -> dict[str, str]:
         "numpy": _version("numpy"),
         "qjm kernels": f"qjm._kernels.IMPLEMENTATION = {impl!r}"
         + (" (QJM_PUREPYTHON set)" if pure else why),
+        "qjm source": qjm_source(),
     }
 
 

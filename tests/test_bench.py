@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -35,11 +36,15 @@ def _table_rows(text: str) -> dict[str, str]:
     return rows
 
 
-def test_quick_run_prints_a_row_for_every_case(subprocess_env):
+def test_quick_run_prints_a_row_for_every_case(subprocess_env, tmp_path):
+    env = dict(subprocess_env)
+    # the child imports the same qjm as these tests (subprocess_env), and bench/ from the
+    # checkout, after it; run outside the checkout so its directory is not put first
+    env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(REPO)])
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--no-write"],
-        cwd=str(REPO),
-        env=subprocess_env,
+        cwd=str(tmp_path),
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -111,7 +116,7 @@ def test_table_writer_produces_valid_markdown_with_the_command():
 
     # the command, in a code block, and the environment
     assert f"```\n{command}\n```" in text
-    for key in ("date", "machine", "qiskit", "qiskit-aer", "numpy", "qjm kernels"):
+    for key in ("date", "machine", "qiskit", "qiskit-aer", "numpy", "qjm kernels", "qjm source"):
         assert f"- {key}: " in text
     assert "nproc" in text and "IMPLEMENTATION" in text
 
