@@ -97,3 +97,13 @@ def run_python(subprocess_env):
         return proc
 
     return run
+
+
+@pytest.fixture
+def manager():
+    """A ``JobManager`` that keeps nothing beyond the test (``store=":memory:"``), shut down after."""
+    import qjm
+
+    m = qjm.JobManager(store=":memory:")
+    yield m
+    m.shutdown()

@@ -47,13 +47,6 @@ def circuits(n: int, prefix: str = "c", qubits: int = 3) -> list[QuantumCircuit]
     return out
 
 
-@pytest.fixture
-def manager():
-    m = qjm.JobManager(store=":memory:")
-    yield m
-    m.shutdown()
-
-
 # -- splitting -------------------------------------------------------------------------------
 
 

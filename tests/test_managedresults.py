@@ -13,15 +13,6 @@ from qiskit.result import (
 )
 from qiskit_aer import AerSimulator
 
-import qjm
-
-
-@pytest.fixture
-def manager():
-    m = qjm.JobManager(store=":memory:")
-    yield m
-    m.shutdown()
-
 
 def uniform(width: int, name: str, registers: int = 1) -> QuantumCircuit:
     """H on every qubit, measured: uniformly random outcomes of ``width`` bits."""

@@ -96,13 +96,6 @@ def circuits(n: int, gates: int = 1) -> list[QuantumCircuit]:
     return out
 
 
-@pytest.fixture
-def manager():
-    m = qjm.JobManager(store=":memory:")
-    yield m
-    m.shutdown()
-
-
 def test_busy_backend_is_waited_for_not_failed(manager):
     backend = BusyBackend(busy=3, retry_after=0.1)
     job_set = manager.run(circuits(4), backend=backend, max_experiments_per_job=2, shots=10)

@@ -9,7 +9,6 @@ from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.result import Counts
 from qiskit_aer import AerSimulator
 
-import qjm
 from qjm.plan import make_plan, split_shots
 
 
@@ -26,13 +25,6 @@ def circuits(n: int, width: int = 4) -> list[QuantumCircuit]:
         qc.measure(qr[width // 2 :], hi)
         out.append(qc)
     return out
-
-
-@pytest.fixture
-def manager():
-    m = qjm.JobManager(store=":memory:")
-    yield m
-    m.shutdown()
 
 
 def test_split_shots_parts():
