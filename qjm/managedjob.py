@@ -38,6 +38,7 @@ class ManagedJob:
         self.submit_error: str | None = None
         self.fetch_error: str | None = None
         self.submit_waiting: str | None = None  # why a submission is waiting (a busy backend)
+        self.stored_status: JobStatus | None = None  # last status the store knows (retrieved sets)
         self.outcome: JobOutcome | None = None
         self.submitted = threading.Event()  # set when submission has finished, either way
         self.fetch_future: Future | None = None
@@ -49,13 +50,13 @@ class ManagedJob:
 
     def status(self) -> JobStatus | None:
         """The job's status: final once fetched, INITIALIZING while being submitted, None if
-        submission failed (or the job cannot be reached)."""
+        submission failed (or the job cannot be reached and the store knows no status)."""
         if self.outcome is not None:
             return self.outcome.status
         if not self.submitted.is_set():
             return JobStatus.INITIALIZING
         if self.job is None:
-            return None
+            return self.stored_status
         try:
             return self.job.status()
         except Exception:  # noqa: BLE001 - a status query that fails says nothing final

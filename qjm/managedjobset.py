@@ -84,10 +84,11 @@ class ManagedJobSet:
 
     def _load_from_store(self) -> None:
         """For a set retrieved from the store: its jobs now, its kept results on first use."""
-        for idx, (job_id, _status, error) in self._store.jobs(self._id).items():
+        for idx, (job_id, status, error) in self._store.jobs(self._id).items():
             mj = self._managed[idx]
             mj.job_id = job_id
             mj.submit_error = error
+            mj.stored_status = JobStatus[status] if status in JobStatus.__members__ else None
         for mj in self._managed:
             if mj.job_id is None and mj.submit_error is None:
                 mj.submit_error = "never submitted (the submitting process ended first)"
