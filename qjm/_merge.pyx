@@ -22,6 +22,11 @@ import sys
 import numpy as np
 
 cimport numpy as cnp
+
+cdef extern from "Python.h":
+    ctypedef struct PyThreadState
+    PyThreadState* PyEval_SaveThread()
+    void PyEval_RestoreThread(PyThreadState* tstate) nogil
 from cpython.list cimport PyList_New
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
@@ -369,6 +374,24 @@ cdef inline int _bits_packed(const char* p, Py_ssize_t n, Py_ssize_t width, Py_s
 cdef Py_ssize_t PARSE_CHUNK = 16384
 cdef Py_ssize_t PREFETCH = 32
 
+# Work on fewer items than this keeps the GIL: releasing it costs little on its own, but under
+# contention (the fetch threads decoding while a simulator's Python side holds the GIL) each
+# release waits up to a switch interval to get it back, and a job of a thousand small
+# experiments would release it thousands of times.
+cdef Py_ssize_t NOGIL_MIN = 4096
+
+
+cdef inline PyThreadState* _release(bint big) noexcept:
+    """Release the GIL when there is enough work to be worth it (see NOGIL_MIN)."""
+    if big:
+        return PyEval_SaveThread()
+    return NULL
+
+
+cdef inline void _reacquire(PyThreadState* ts) noexcept nogil:
+    if ts != NULL:
+        PyEval_RestoreThread(ts)
+
 
 cdef int _parse_chunk(const char** ptrs, const Py_ssize_t* lens, Py_ssize_t count,
                       Py_ssize_t width, Py_ssize_t nb, bint packed, int binary,
@@ -414,6 +437,7 @@ cdef object _parse(object strings, object width_obj, int binary):
     threads (1.7x-1.75x the throughput of one; 65536: 1.55x; 131072: 1.4x). Errors are raised
     for the first offending item in order.
     """
+    cdef PyThreadState* _ts = NULL
     cdef Py_ssize_t width = _check_width(width_obj)
     if isinstance(strings, (str, bytes)):
         raise TypeError("strings must be a sequence of str, not a single string")
@@ -490,11 +514,12 @@ cdef object _parse(object strings, object width_obj, int binary):
             if type_err >= 0 or nahead < 0:
                 nahead = 0
             memcpy(ahead, items + start + count, nahead * sizeof(PyObject*))
-            with nogil:
-                code = _parse_chunk(ptrs, lens, count, width, nb, packed, binary,
-                                    vals + start if vals != NULL else NULL,
-                                    rows + start * nb if rows != NULL else NULL, &err,
-                                    ahead, nahead)
+            _ts = _release(count >= NOGIL_MIN)
+            code = _parse_chunk(ptrs, lens, count, width, nb, packed, binary,
+                                vals + start if vals != NULL else NULL,
+                                rows + start * nb if rows != NULL else NULL, &err,
+                                ahead, nahead)
+            _reacquire(_ts)
             for j in range(nheld):
                 if j + PREFETCH < nheld:
                     qjm_prefetch(held[j + PREFETCH])
@@ -970,7 +995,8 @@ cdef object _raise_merge(int rc):
 
 cdef tuple _merge_arrays(list ks, list cs):
     """Merges validated parts (all 1-D uint64, or all 2-D uint8 with the same width)."""
-    cdef Py_ssize_t nparts = len(ks), p, i, nres = 0, nb = 0
+    cdef PyThreadState* _ts = NULL
+    cdef Py_ssize_t nparts = len(ks), p, i, nres = 0, nb = 0, total = 0
     cdef bint packed = (<cnp.ndarray>ks[0]).ndim == 2
     cdef const void** kp = <const void**>malloc(nparts * sizeof(void*))
     cdef const int64_t** cp = <const int64_t**>malloc(nparts * sizeof(int64_t*))
@@ -992,31 +1018,36 @@ cdef tuple _merge_arrays(list ks, list cs):
             kp[p] = _data(<cnp.ndarray>ks[p])
             cp[p] = <const int64_t*>_data(<cnp.ndarray>cs[p])
             lens[p] = (<cnp.ndarray>ks[p]).shape[0]
+            total += lens[p]
         if not packed:
-            with nogil:
-                rc = _merge_u64(<const uint64_t**>kp, cp, lens, nparts, &pairs, &nres)
+            _ts = _release(total >= NOGIL_MIN)
+            rc = _merge_u64(<const uint64_t**>kp, cp, lens, nparts, &pairs, &nres)
+            _reacquire(_ts)
             _raise_merge(rc)
             out_k = np.empty(nres, dtype=np.uint64)
             out_c = np.empty(nres, dtype=np.int64)
             okp = <uint64_t*>_data(out_k)
             ocp = <int64_t*>_data(out_c)
-            with nogil:
-                for i in range(nres):
-                    okp[i] = pairs[i].key
-                    ocp[i] = pairs[i].count
+            _ts = _release(nres >= NOGIL_MIN)
+            for i in range(nres):
+                okp[i] = pairs[i].key
+                ocp[i] = pairs[i].count
+            _reacquire(_ts)
         else:
-            with nogil:
-                rc = _merge_rows(<const uint8_t**>kp, cp, lens, nparts, nb, &urows, &ucounts,
-                                 &nres)
+            _ts = _release(total >= NOGIL_MIN)
+            rc = _merge_rows(<const uint8_t**>kp, cp, lens, nparts, nb, &urows, &ucounts,
+                             &nres)
+            _reacquire(_ts)
             _raise_merge(rc)
             out_k = np.empty((nres, nb), dtype=np.uint8)
             out_c = np.empty(nres, dtype=np.int64)
             orp = <uint8_t*>_data(out_k)
             ocp = <int64_t*>_data(out_c)
-            with nogil:
-                for i in range(nres):
-                    memcpy(orp + i * nb, urows[i], nb)
-                    ocp[i] = ucounts[i]
+            _ts = _release(nres >= NOGIL_MIN)
+            for i in range(nres):
+                memcpy(orp + i * nb, urows[i], nb)
+                ocp[i] = ucounts[i]
+            _reacquire(_ts)
         return out_k, out_c
     finally:
         free(kp)
@@ -1075,6 +1106,7 @@ def format_bits(keys, memory_slots, creg_sizes) -> list:
     split into registers (last register first, separated by single spaces) when both
     ``creg_sizes`` and ``memory_slots`` are given.
     """
+    cdef PyThreadState* _ts = NULL
     cdef cnp.ndarray arr = _keys_array(keys)
     cdef Py_ssize_t ms = 0, n, nb, nbits, bufsize, i, j, L, last_l = -1, bitlen, total = 0
     cdef Py_ssize_t nseg = 0, pos, a, b, size
@@ -1128,10 +1160,11 @@ def format_bits(keys, memory_slots, creg_sizes) -> list:
                 sizes[j] = py_sizes[j]
         if not packed and n > FORMAT_CACHE_MIN_SHOTS:
             # few distinct small keys (memory of a few clbits): one str object per value, shared
-            with nogil:
-                for i in range(n):
-                    if kp[i] > kmax:
-                        kmax = kp[i]
+            _ts = _release(n >= NOGIL_MIN)
+            for i in range(n):
+                if kp[i] > kmax:
+                    kmax = kp[i]
+            _reacquire(_ts)
             if kmax < FORMAT_CACHE_MAX_KEY and <Py_ssize_t>kmax * 4 < n:
                 ncache = <Py_ssize_t>kmax + 1
                 cache = <PyObject**>calloc(ncache, sizeof(PyObject*))
@@ -1212,6 +1245,7 @@ def format_bits(keys, memory_slots, creg_sizes) -> list:
 
 cdef int _marginal_into(cnp.ndarray keys, list idx, cnp.ndarray out) except -1:
     """Writes the marginal of keys over idx (new bit j = old bit idx[j]) into out."""
+    cdef PyThreadState* _ts = NULL
     cdef Py_ssize_t n = keys.shape[0], m = len(idx), i, j, nseg = 0, nbi, nbo, src
     cdef Py_ssize_t* ind = <Py_ssize_t*>malloc((m if m else 1) * sizeof(Py_ssize_t))
     cdef int* s_src = <int*>malloc((m if m else 1) * sizeof(int))
@@ -1244,13 +1278,14 @@ cdef int _marginal_into(cnp.ndarray keys, list idx, cnp.ndarray out) except -1:
                 j = i
             kp = <const uint64_t*>_data(keys)
             okp = <uint64_t*>_data(out)
-            with nogil:
-                for i in range(n):
-                    k = kp[i]
-                    v = 0
-                    for j in range(nseg):
-                        v |= ((k >> s_src[j]) & s_mask[j]) << s_dst[j]
-                    okp[i] = v
+            _ts = _release(n >= NOGIL_MIN)
+            for i in range(n):
+                k = kp[i]
+                v = 0
+                for j in range(nseg):
+                    v |= ((k >> s_src[j]) & s_mask[j]) << s_dst[j]
+                okp[i] = v
+            _reacquire(_ts)
         else:
             nbi = keys.shape[1]
             rp = <const uint8_t*>_data(keys)
@@ -1260,29 +1295,31 @@ cdef int _marginal_into(cnp.ndarray keys, list idx, cnp.ndarray out) except -1:
                 s_dst[j] = <int>(ind[j] & 7)
             if out.ndim == 1:
                 okp = <uint64_t*>_data(out)
-                with nogil:
-                    for i in range(n):
-                        row = rp + i * nbi
-                        v = 0
-                        for j in range(m):
-                            v |= <uint64_t>((row[s_src[j]] >> s_dst[j]) & 1) << j
-                        okp[i] = v
+                _ts = _release(n >= NOGIL_MIN)
+                for i in range(n):
+                    row = rp + i * nbi
+                    v = 0
+                    for j in range(m):
+                        v |= <uint64_t>((row[s_src[j]] >> s_dst[j]) & 1) << j
+                    okp[i] = v
+                _reacquire(_ts)
             else:
                 nbo = out.shape[1]
                 orp = <uint8_t*>_data(out)
-                with nogil:
-                    for i in range(n):
-                        row = rp + i * nbi
-                        # output byte by byte (least significant first), branch-free
-                        j = 0
-                        while j < m:
-                            b = 0
-                            for k8 in range(8):
-                                if j + k8 >= m:
-                                    break
-                                b |= ((row[s_src[j + k8]] >> s_dst[j + k8]) & 1) << k8
-                            orp[i * nbo + nbo - 1 - (j >> 3)] = <uint8_t>b
-                            j += 8
+                _ts = _release(n >= NOGIL_MIN)
+                for i in range(n):
+                    row = rp + i * nbi
+                    # output byte by byte (least significant first), branch-free
+                    j = 0
+                    while j < m:
+                        b = 0
+                        for k8 in range(8):
+                            if j + k8 >= m:
+                                break
+                            b |= ((row[s_src[j + k8]] >> s_dst[j + k8]) & 1) << k8
+                        orp[i * nbo + nbo - 1 - (j >> 3)] = <uint8_t>b
+                        j += 8
+                _reacquire(_ts)
     finally:
         free(ind)
         free(s_src)
@@ -1349,6 +1386,7 @@ def expectation_z(keys, counts, mask) -> float:
     once. For packed rows the mask is read big-endian over the row's bytes. Raises ValueError
     on a zero total, negative counts or a negative mask.
     """
+    cdef PyThreadState* _ts = NULL
     cdef cnp.ndarray k = _keys_array(keys)
     cdef cnp.ndarray c = _counts_array(counts)
     _check_pair(k, c)
@@ -1370,35 +1408,37 @@ def expectation_z(keys, counts, mask) -> float:
     if k.ndim == 1:
         m64 = mask & 0xFFFFFFFFFFFFFFFF
         kp = <const uint64_t*>_data(k)
-        with nogil:
-            for i in range(n):
-                if cp[i] < 0:
-                    negative = True
-                    break
-                odd = qjm_popcount64(kp[i] & m64) & 1
-                cnt = <uint64_t>cp[i]
-                lo[odd] += cnt
-                if lo[odd] < cnt:
-                    hi[odd] += 1
+        _ts = _release(n >= NOGIL_MIN)
+        for i in range(n):
+            if cp[i] < 0:
+                negative = True
+                break
+            odd = qjm_popcount64(kp[i] & m64) & 1
+            cnt = <uint64_t>cp[i]
+            lo[odd] += cnt
+            if lo[odd] < cnt:
+                hi[odd] += 1
+        _reacquire(_ts)
     else:
         nb = k.shape[1]
         nbits = 8 * nb  # a Python int: the shift below must not be done in C
         mbytes = (mask & ((1 << nbits) - 1)).to_bytes(nb, "big")
         mp = <const uint8_t*>(<char*>mbytes)
         rp = <const uint8_t*>_data(k)
-        with nogil:
-            for i in range(n):
-                if cp[i] < 0:
-                    negative = True
-                    break
-                x = 0
-                for j in range(nb):
-                    x ^= rp[i * nb + j] & mp[j]
-                odd = qjm_popcount64(x) & 1
-                cnt = <uint64_t>cp[i]
-                lo[odd] += cnt
-                if lo[odd] < cnt:
-                    hi[odd] += 1
+        _ts = _release(n >= NOGIL_MIN)
+        for i in range(n):
+            if cp[i] < 0:
+                negative = True
+                break
+            x = 0
+            for j in range(nb):
+                x ^= rp[i * nb + j] & mp[j]
+            odd = qjm_popcount64(x) & 1
+            cnt = <uint64_t>cp[i]
+            lo[odd] += cnt
+            if lo[odd] < cnt:
+                hi[odd] += 1
+        _reacquire(_ts)
     if negative:
         raise ValueError("counts must be non-negative")
     pos = (int(hi[0]) << 64) + int(lo[0])
