@@ -128,7 +128,7 @@ def decode_experiment(exp: ExperimentResult) -> ExperimentRecord:
     memory = data.get("memory") if record.meas_level == MeasLevel.CLASSIFIED else None
     try:
         if counts is not None:
-            keys = [str(k) for k in counts]
+            keys = list(counts)  # str keys (the kernels refuse anything else)
             arr, width = _parse(keys, width)
             values = np.fromiter(counts.values(), dtype=np.int64, count=len(keys))
             record.counts = (arr, values)

@@ -2,7 +2,8 @@
 
 The default file is ``$QJM_HOME/jobsets.sqlite`` (``~/.qjm`` when ``QJM_HOME`` is unset). The file
 runs in WAL mode, so several threads and several processes can use it at once; each write is its own
-short transaction. ``":memory:"`` keeps everything in this process only.
+short transaction. ``":memory:"`` keeps job sets in this process only, and no results: the job sets
+of the process hold those.
 
 Fetched results are stored as pickles of their columnar records: the store is a local, trusted file,
 like a cache directory, and must not be loaded from an untrusted source.
@@ -162,6 +163,8 @@ class Store:
     # -- results --------------------------------------------------------------------------------
 
     def put_outcome(self, job_set_id: str, idx: int, outcome: JobOutcome) -> None:
+        if self.path == ":memory:":
+            return  # the job set in this process holds it; a store of nothing pickles nothing
         blob = pickle.dumps(outcome, protocol=5)
         self._write(
             "INSERT INTO results VALUES (?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO UPDATE SET "
