@@ -42,7 +42,7 @@ class ManagedJob:
         self.outcome: JobOutcome | None = None
         self.submitted = threading.Event()  # set when submission has finished, either way
         self.fetch_future: Future | None = None
-        self.poll_until = 0.0  # monotonic time until which a fetch keeps polling the status
+        self.status_seconds = 0.0  # how long the last status query took
 
     @property
     def experiments(self) -> range:

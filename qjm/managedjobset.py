@@ -27,8 +27,14 @@ _FINAL = "final"  # the outcome is kept
 _NOT_READY = "not ready"  # the job is not in a final state yet
 _FAILED = "failed"  # the job is done but its result could not be read this time
 
-_POLL_FIRST = 0.005  # seconds before a job's status is asked again, growing to _POLL_MAX
-_POLL_MAX = 0.2
+# Seconds before a job's status is asked again: from _POLL_FIRST, growing by half each time, to a
+# cap of _POLL_COST_FACTOR times what the last status query took, kept within [_POLL_CAP_MIN,
+# _POLL_CAP_MAX]. A local simulator (a status costs microseconds) is polled every 50 ms at most;
+# a service 50 ms away every 2 s, so polling costs either a few percent at most.
+_POLL_FIRST = 0.005
+_POLL_CAP_MIN = 0.05
+_POLL_CAP_MAX = 2.0
+_POLL_COST_FACTOR = 40.0
 
 
 def _accepts(function: Any, keyword: str) -> bool:
@@ -482,7 +488,11 @@ class ManagedJobSet:
                     found = _NOT_READY if future.cancelled() else future.result()
                     if found == _NOT_READY:
                         next_poll[index] = time.monotonic() + backoff[index]
-                        backoff[index] = min(backoff[index] * 1.5, _POLL_MAX)
+                        cap = min(
+                            max(_POLL_CAP_MIN, _POLL_COST_FACTOR * mj.status_seconds),
+                            _POLL_CAP_MAX,
+                        )
+                        backoff[index] = min(backoff[index] * 1.5, cap)
                     else:
                         del remaining[index]
                         bar.update(1)
@@ -515,11 +525,14 @@ class ManagedJobSet:
     def _fetch_one(self, mj: ManagedJob, refresh: bool) -> str:
         """One look at a job: its status, and its result when it is final. Runs on the pool."""
         job = mj.job
+        started = time.monotonic()
         try:
             status = job.status()
         except Exception as exc:  # noqa: BLE001 - try again at the next poll
             mj.fetch_error = f"status query failed: {_describe(exc)}"
             return _NOT_READY
+        finally:
+            mj.status_seconds = time.monotonic() - started
         if status not in JOB_FINAL_STATES:
             return _NOT_READY
         try:
