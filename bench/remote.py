@@ -473,11 +473,11 @@ def render(command: str, wire_out: dict | None, fetch_rows: list[dict], n_jobs: 
         attach = [r for r in fetch_rows if "attach" in r]
         if attach:
             lines += [""] + [
-                f"JobManager at {r['latency_ms']:.0f} ms: `retrieve_job_set` reattaches with one "
-                f"`retrieve_job` per job, one after another: {r['attach']:.2f} s before "
-                f"`results()` starts (not in the table's seconds); "
-                f"`RemoteBackend.retrieve_jobs` looks up the same {r['jobs']:,} jobs in "
-                f"{r['batch']:.2f} s (one request per 100 ids)."
+                f"JobManager at {r['latency_ms']:.0f} ms: `retrieve_job_set` reattaches its jobs "
+                f"(through `RemoteBackend.retrieve_jobs`, one request per 100 ids) in "
+                f"{r['attach']:.2f} s before `results()` starts (not in the table's seconds); "
+                f"`retrieve_jobs` on its own looks up the same {r['jobs']:,} jobs in "
+                f"{r['batch']:.2f} s."
                 for r in attach
             ]
         lines.append("")
