@@ -107,3 +107,14 @@ def manager():
     m = qjm.JobManager(store=":memory:")
     yield m
     m.shutdown()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """``server_factory(*args)``: a started ``qjm serve`` with these arguments (tests/servers.py),
+    stopped when the test ends."""
+    from servers import ServerFactory
+
+    factory = ServerFactory(tmp_path)
+    yield factory
+    factory.stop_all()

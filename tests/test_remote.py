@@ -23,7 +23,7 @@ from qiskit.providers import BackendV2, JobError, JobStatus, JobTimeoutError, Jo
 from qiskit.quantum_info import Statevector  # noqa: E402
 from qiskit.result import Result  # noqa: E402
 from qiskit_aer import AerSimulator  # noqa: E402
-from servers import ServerFactory, running_server  # noqa: E402
+from servers import running_server  # noqa: E402
 
 import qjm  # noqa: E402
 from qjm.records import JobRecord, decode_result  # noqa: E402
@@ -39,15 +39,6 @@ from qjm.remote import (  # noqa: E402
     ServiceConnectionError,
 )
 from qjm.store import Store  # noqa: E402
-
-
-@pytest.fixture
-def server_factory(tmp_path):
-    """``server_factory(*args)``: a started service with these ``qjm serve`` arguments, stopped
-    when the test ends."""
-    factory = ServerFactory(tmp_path)
-    yield factory
-    factory.stop_all()
 
 
 @pytest.fixture(scope="module")

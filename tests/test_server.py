@@ -19,20 +19,11 @@ requests = pytest.importorskip("requests")
 
 from qiskit import QuantumCircuit, qpy  # noqa: E402
 from qiskit.result import Result  # noqa: E402
-from servers import Server, ServerFactory, child_env, running_server  # noqa: E402
+from servers import Server, child_env, running_server  # noqa: E402
 
 from qjm.server import wire  # noqa: E402
 
 PAYLOAD_LIMIT = 200_000
-
-
-@pytest.fixture
-def server_factory(tmp_path):
-    """``server_factory(*args)``: a started service with these ``qjm serve`` arguments, stopped
-    when the test ends."""
-    factory = ServerFactory(tmp_path)
-    yield factory
-    factory.stop_all()
 
 
 @pytest.fixture(scope="module")
