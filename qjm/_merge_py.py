@@ -297,6 +297,18 @@ def _parse_in_order(strings: Sequence[str], width: int, parse) -> np.ndarray:
     _raise_type(items, bad)
 
 
+def _after_prefix(cps: np.ndarray, lens: np.ndarray, letter: str) -> np.ndarray:
+    """Mask of the characters of each string after an optional "0<letter>" prefix."""
+    m = cps.shape[1]
+    col = np.arange(m)[None, :]
+    within = col < lens[:, None]
+    prefix = (lens >= 2) & (m >= 2)
+    if m >= 2:
+        prefix &= (cps[:, 0] == 48) & ((cps[:, 1] | 0x20) == ord(letter))
+    start = np.where(prefix, 2, 0)
+    return within & (col >= start[:, None])
+
+
 def parse_hex(strings: Sequence[str], width: int) -> np.ndarray:
     """Parse hexadecimal outcome strings ("0x1f", "1F", "0x001f") into the outcome representation.
 
@@ -315,14 +327,7 @@ def _parse_hex(items: list[str], width: int) -> np.ndarray:
     if fast is not None:
         return fast
     cps, lens = _codepoints(items)
-    m = cps.shape[1]
-    col = np.arange(m)[None, :]
-    within = col < lens[:, None]
-    prefix = (lens >= 2) & (m >= 2)
-    if m >= 2:
-        prefix &= (cps[:, 0] == 48) & ((cps[:, 1] | 0x20) == ord("x"))
-    start = np.where(prefix, 2, 0)
-    value = within & (col >= start[:, None])
+    value = _after_prefix(cps, lens, "x")
     c = cps.astype(np.int64)
     low = c | 0x20
     is_dec = (c >= 48) & (c <= 57)
@@ -351,14 +356,7 @@ def _parse_bits(items: list[str], width: int) -> np.ndarray:
     if fast is not None:
         return fast
     cps, lens = _codepoints(items)
-    m = cps.shape[1]
-    col = np.arange(m)[None, :]
-    within = col < lens[:, None]
-    prefix = (lens >= 2) & (m >= 2)
-    if m >= 2:
-        prefix &= (cps[:, 0] == 48) & ((cps[:, 1] | 0x20) == ord("b"))
-    start = np.where(prefix, 2, 0)
-    body = within & (col >= start[:, None])
+    body = _after_prefix(cps, lens, "b")
     is_bit = (cps == 48) | (cps == 49)
     is_sep = (cps == 32) | (cps == 95)
     ok = ~(body & ~(is_bit | is_sep)).any(axis=1)

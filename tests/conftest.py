@@ -65,14 +65,10 @@ def make_circuits():
 def subprocess_env() -> dict[str, str]:
     """The environment for a child Python: this one (with the test's ``QJM_HOME``), plus the
     directory of the imported qjm and tests/ on ``PYTHONPATH`` and ``QJM_PUREPYTHON`` passed through."""
-    import qjm
+    from servers import child_env
 
-    env = dict(os.environ)
-    # the qjm these tests import (installed, or the source tree), so the child runs the same one
-    paths = [str(Path(qjm.__file__).resolve().parent.parent), str(TESTS)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env = child_env()  # the qjm these tests import (installed, or the source tree)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env["PYTHONPATH"]])
     return env
 
 

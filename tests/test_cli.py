@@ -2,40 +2,44 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-import qjm
+from servers import child_env
 
 TESTS = Path(__file__).resolve().parent
 
-DEMO = ["demo", "--circuits", "60", "--qubits", "3", "--shots", "100",
-        "--max-experiments-per-job", "20"]
+DEMO = [
+    "demo",
+    "--circuits",
+    "60",
+    "--qubits",
+    "3",
+    "--shots",
+    "100",
+    "--max-experiments-per-job",
+    "20",
+]
 
 
 def qjm_cli(env, *args, store=None, timeout=120):
     command = [sys.executable, "-m", "qjm.cli"]
     if store is not None:
         command += ["--store", str(store)]
-    return subprocess.run([*command, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*command, *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """One ``qjm demo`` into a fresh store, shared by the tests of this module."""
     home = tmp_path_factory.mktemp("qjm_home")
-    env = dict(os.environ)
+    env = child_env()  # the qjm these tests import (installed, or the source tree)
     env["QJM_HOME"] = str(home)
-    qjm_dir = str(Path(qjm.__file__).resolve().parent.parent)  # the qjm these tests import
-    env["PYTHONPATH"] = os.pathsep.join(
-        [qjm_dir, str(TESTS)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    )
     store = tmp_path_factory.mktemp("store") / "s.sqlite"
     proc = qjm_cli(env, *DEMO, store=store)
     return env, store, proc
@@ -59,8 +63,10 @@ def test_demo_runs_and_prints_report_table_and_id(demo_run):
     assert re.search(r"Failed jobs: 0$", out, re.MULTILINE), out
     # the table
     rows = [line for line in out.splitlines() if line.startswith("|")]
-    table = {cells[0]: cells[1] for cells in
-             ([c.strip() for c in row.strip("|").split("|")] for row in rows)}
+    table = {
+        cells[0]: cells[1]
+        for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows)
+    }
     assert table["jobs"] == "3"
     assert table["experiments"] == "60 of 60 available"
     assert table["shots per experiment"] == "100"
