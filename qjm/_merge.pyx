@@ -12,7 +12,8 @@ Counts are 1-D ``numpy.int64`` arrays of non-negative values.
 
 The numeric loops run without the GIL. Parsing collects pointers to the strings' ASCII data under
 the GIL, chunk by chunk, holding a reference to each string of the chunk, and parses them without
-it, so threads decoding different lists run on different cores. Merges aggregate in a cache-sized
+it, so threads decoding different lists run on different cores (taking turns on the GIL, awake,
+rather than sleeping on it). Merges aggregate in a cache-sized
 hash table and fall back to radix sorting when the distinct keys outgrow it.
 """
 
@@ -371,6 +372,69 @@ cdef inline int _bits_packed(const char* p, Py_ssize_t n, Py_ssize_t width, Py_s
     return OK
 
 
+# The GIL turn of parsing threads. A parse hands the GIL over twice per chunk. A thread that
+# blocks on the GIL is put to sleep; the releasing thread often takes the GIL back before the
+# sleeper has woken (so it waits for CPython's 5 ms forced switch), and the scheduler tends to
+# wake the sleeper on the releasing thread's core, so that two decoding threads end up sharing
+# one core. So parsing threads take turns on the GIL through this flag: a thread holds the turn
+# while it holds the GIL for a chunk, and a thread wanting the GIL back first waits for the turn
+# awake (a short spin, then sched_yield, which also lets a thread sharing its core run), for at
+# most TURN_WAIT_NS; then, or when the turn is free, it takes the GIL as usual. The flag only
+# orders the threads; it never replaces the GIL.
+cdef extern from *:
+    """
+    #include <sched.h>
+    #include <time.h>
+    static int qjm_turn = 0;
+    static inline int qjm_turn_try(void) {
+        int expected = 0;
+        return __atomic_compare_exchange_n(&qjm_turn, &expected, 1, 0,
+                                           __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    }
+    static inline int qjm_turn_busy(void) { return __atomic_load_n(&qjm_turn, __ATOMIC_RELAXED); }
+    static inline void qjm_turn_release(void) { __atomic_store_n(&qjm_turn, 0, __ATOMIC_RELEASE); }
+    static inline void qjm_pause(void) {
+    #if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+    #elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+    #endif
+    }
+    static inline long long qjm_now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    }
+    """
+    int qjm_turn_try() nogil
+    int qjm_turn_busy() nogil
+    void qjm_turn_release() nogil
+    void qjm_pause() nogil
+    long long qjm_now_ns() nogil
+    int sched_yield() nogil
+
+cdef long long TURN_WAIT_NS = 2000000
+cdef int TURN_SPINS = 64  # pause instructions before waiting with sched_yield
+
+
+cdef bint _take_turn() noexcept nogil:
+    """Wait awake for the GIL turn, at most TURN_WAIT_NS; True if this thread now holds it."""
+    cdef long long until = 0
+    cdef int k = 0
+    while not qjm_turn_try():
+        while qjm_turn_busy():
+            if k < TURN_SPINS:
+                qjm_pause()
+            else:
+                sched_yield()
+                if until == 0:
+                    until = qjm_now_ns() + TURN_WAIT_NS
+                elif qjm_now_ns() > until:
+                    return False
+            k += 1
+    return True
+
+
 cdef Py_ssize_t PARSE_CHUNK = 16384
 cdef Py_ssize_t PREFETCH = 32
 
@@ -434,8 +498,9 @@ cdef object _parse(object strings, object width_obj, int binary):
     when they are parsed and released, and a list mutated by another thread meanwhile cannot free
     a string being parsed. While parsing a chunk it prefetches the next one, so the GIL is held
     mostly for cache hits (about 40% of the time). Chunks of 16384 strings measured best for two
-    threads (1.7x-1.75x the throughput of one; 65536: 1.55x; 131072: 1.4x). Errors are raised
-    for the first offending item in order.
+    threads (1.7x-1.75x the throughput of one; 65536: 1.55x; 131072: 1.4x). Parsing threads
+    take turns on the GIL (see _take_turn), so that they do not sleep on it between chunks.
+    Errors are raised for the first offending item in order.
     """
     cdef PyThreadState* _ts = NULL
     cdef Py_ssize_t width = _check_width(width_obj)
@@ -471,6 +536,7 @@ cdef object _parse(object strings, object width_obj, int binary):
     lens = <Py_ssize_t*>malloc(chunk * sizeof(Py_ssize_t))
     held = <PyObject**>malloc(chunk * sizeof(PyObject*))
     ahead = <PyObject**>malloc(chunk * sizeof(PyObject*))
+    cdef bint turn = qjm_turn_try()  # held with the GIL; taken back before each chunk's GIL work
     try:
         if ptrs == NULL or lens == NULL or held == NULL or ahead == NULL:
             raise MemoryError()
@@ -515,10 +581,15 @@ cdef object _parse(object strings, object width_obj, int binary):
                 nahead = 0
             memcpy(ahead, items + start + count, nahead * sizeof(PyObject*))
             _ts = _release(count >= NOGIL_MIN)
+            if _ts != NULL and turn:
+                qjm_turn_release()
+                turn = False
             code = _parse_chunk(ptrs, lens, count, width, nb, packed, binary,
                                 vals + start if vals != NULL else NULL,
                                 rows + start * nb if rows != NULL else NULL, &err,
                                 ahead, nahead)
+            if _ts != NULL:
+                turn = _take_turn()
             _reacquire(_ts)
             for j in range(nheld):
                 if j + PREFETCH < nheld:
@@ -532,6 +603,8 @@ cdef object _parse(object strings, object width_obj, int binary):
                 break
             start += count
     finally:
+        if turn:
+            qjm_turn_release()
         for j in range(nheld):
             _Decref(held[j])
         free(ptrs)

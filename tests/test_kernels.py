@@ -372,6 +372,53 @@ def test_parse_in_two_threads(K):
         assert_same_array(g, w)
 
 
+def test_parse_in_more_threads_than_cores(K):
+    """Parsing threads take turns on the GIL; with more of them than cores, every one finishes
+    with its own list's values (no turn is lost or left held)."""
+    rng = np.random.default_rng(6)
+    lists = [[hex(int(v)) for v in rng.integers(0, 1 << 27, 40_000)] for _ in range(6)]
+    want = [np.array([int(x, 16) for x in m], dtype=np.uint64) for m in lists]
+    got: list = [None] * len(lists)
+
+    def work(i):
+        for _ in range(3):
+            got[i] = K.parse_hex(lists[i], 27)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(lists))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    for g, w in zip(got, want):
+        assert_same_array(g, w)
+    assert_same_array(K.parse_hex(lists[0], 27), want[0])  # and a parse after them all
+
+
+def test_parse_nested_in_parse(CY):
+    """A compiled parse started while another parse of the same thread holds the GIL turn (here
+    from the encode of a str subclass, which only the compiled kernel calls) does not wait for
+    it forever."""
+    K = CY
+    inner = [hex(v) for v in range(20_000)]
+    seen = []
+
+    class Outcome(str):
+        def encode(self, *args, **kwargs):
+            seen.append(K.parse_hex(inner, 27))
+            return str(self).encode(*args, **kwargs)
+
+    outer = [hex(v) for v in range(10_000)] + [Outcome("0x7")] + [hex(v) for v in range(10_000)]
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(K.parse_hex(outer, 27)), daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "a nested parse waited for the outer parse's GIL turn"
+    assert_same_array(result[0], np.array([int(x, 16) for x in outer], dtype=np.uint64))
+    assert len(seen) == 1
+    assert_same_array(seen[0], np.arange(20_000, dtype=np.uint64))
+
+
 # ------------------------------------------------------------------------------------------
 # merge_counts
 # ------------------------------------------------------------------------------------------
