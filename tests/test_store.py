@@ -113,8 +113,9 @@ def test_default_store_is_under_qjm_home_read_when_the_manager_is_created(
     assert (again / "jobsets.sqlite").is_file()
 
 
-def test_memory_store_creates_no_file_and_keeps_nothing(tmp_path, monkeypatch, qjm_home,
-                                                       make_circuits):
+def test_memory_store_creates_no_file_and_keeps_nothing(
+    tmp_path, monkeypatch, qjm_home, make_circuits
+):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -157,11 +158,18 @@ def test_job_sets_lists_this_and_earlier_processes_sets(tmp_path, run_python, ma
     manager = JobManager(store=store)
     assert manager.job_sets() == []
 
-    mine = manager.run(make_circuits(5), backend=WrappedBackend(name="mine-backend"),
-                       name="alpha", tags=["t1"], max_experiments_per_job=2, shots=30)
+    mine = manager.run(
+        make_circuits(5),
+        backend=WrappedBackend(name="mine-backend"),
+        name="alpha",
+        tags=["t1"],
+        max_experiments_per_job=2,
+        shots=30,
+    )
     mine.results()
-    other = manager.run(make_circuits(2, prefix="o"), backend=WrappedBackend(), name="beta",
-                        shots=30)
+    other = manager.run(
+        make_circuits(2, prefix="o"), backend=WrappedBackend(), name="beta", shots=30
+    )
     other.results()
     child = json.loads(run_python(MAKE_SET, store, "alpha").stdout.strip().splitlines()[-1])
 
@@ -170,7 +178,9 @@ def test_job_sets_lists_this_and_earlier_processes_sets(tmp_path, run_python, ma
     ids = [s.job_set_id() for s in listed]
     assert ids == [mine.job_set_id(), other.job_set_id(), child["id"]]  # oldest first
     assert [s.job_set_id() for s in manager.job_sets(name="alpha")] == [
-        mine.job_set_id(), child["id"]]
+        mine.job_set_id(),
+        child["id"],
+    ]
     assert [s.job_set_id() for s in manager.job_sets(name="beta")] == [other.job_set_id()]
     assert manager.job_sets(name="gamma") == []
 
@@ -222,8 +232,13 @@ def test_results_retrieved_in_new_process_without_backend_are_the_same(
     circuits = make_circuits(10, qubits=4, seed=3)
     options = dict(shots=200, memory=True, seed_simulator=11)
     counts_set = manager.run(circuits, backend=aer, max_experiments_per_job=4, **options)
-    sv_set = manager.run(_statevector_circuits(), backend=AerSimulator(method="statevector"),
-                         shots=64, memory=True, seed_simulator=5)
+    sv_set = manager.run(
+        _statevector_circuits(),
+        backend=AerSimulator(method="statevector"),
+        shots=64,
+        memory=True,
+        seed_simulator=5,
+    )
     here = snapshot(counts_set.results(), 10)
     here_sv = snapshot(sv_set.results(), 2)
     assert len(counts_set.managed_jobs()) == 3
@@ -278,8 +293,14 @@ def test_once_backend_results_are_read_once_and_served_from_the_store(
     store = tmp_path / "s.sqlite"
     backend = OnceBackend()
     manager = JobManager(store=store)
-    job_set = manager.run(make_circuits(9), backend=backend, max_experiments_per_job=3,
-                          shots=100, seed_simulator=5, memory=True)
+    job_set = manager.run(
+        make_circuits(9),
+        backend=backend,
+        max_experiments_per_job=3,
+        shots=100,
+        seed_simulator=5,
+        memory=True,
+    )
     first = snapshot(job_set.results(), 9)
     second = snapshot(job_set.results(), 9)
     assert first["success"]
@@ -353,16 +374,17 @@ print(json.dumps(made), flush=True)
 """
 
 
-def test_two_processes_and_several_threads_share_one_store(
-    tmp_path, subprocess_env, make_circuits
-):
+def test_two_processes_and_several_threads_share_one_store(tmp_path, subprocess_env, make_circuits):
     store = tmp_path / "s.sqlite"
     JobManager(store=store)  # create the file (and its WAL mode) once, up front
     children = [
         subprocess.Popen(
             [sys.executable, "-c", CONCURRENT_CHILD, str(store), f"proc{p}", "3"],
-            env=subprocess_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            env=subprocess_env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for p in range(2)
     ]
@@ -383,9 +405,14 @@ def test_two_processes_and_several_threads_share_one_store(
             try:
                 # half the threads share a manager, half have their own connection to the file
                 manager = shared if t % 2 else JobManager(store=store)
-                job_set = manager.run(make_circuits(24, prefix=f"thread{t}-"),
-                                      backend=WrappedBackend(), name=f"thread{t}",
-                                      max_experiments_per_job=2, max_workers=4, shots=20)
+                job_set = manager.run(
+                    make_circuits(24, prefix=f"thread{t}-"),
+                    backend=WrappedBackend(),
+                    name=f"thread{t}",
+                    max_experiments_per_job=2,
+                    max_workers=4,
+                    shots=20,
+                )
                 results = job_set.results()
                 assert results.success, job_set.error_messages()
                 with lock:
@@ -433,14 +460,22 @@ def test_two_processes_and_several_threads_share_one_store(
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raise_unless_partial", [False, True],
-                         ids=["result-with-failures", "ibm-style-raise-unless-partial"])
+@pytest.mark.parametrize(
+    "raise_unless_partial",
+    [False, True],
+    ids=["result-with-failures", "ibm-style-raise-unless-partial"],
+)
 def test_partial_failure_is_stored(tmp_path, run_python, make_circuits, raise_unless_partial):
     store = tmp_path / "s.sqlite"
     backend = PartialFailBackend(fail_names={"c4"}, raise_unless_partial=raise_unless_partial)
-    job_set = JobManager(store=store).run(make_circuits(9), backend=backend,
-                                          max_experiments_per_job=3, shots=100, memory=True,
-                                          seed_simulator=2)
+    job_set = JobManager(store=store).run(
+        make_circuits(9),
+        backend=backend,
+        max_experiments_per_job=3,
+        shots=100,
+        memory=True,
+        seed_simulator=2,
+    )
     whole = snapshot(job_set.results(), 9)
     partial = snapshot(job_set.results(partial=True), 9)
     assert backend.result_calls == 3  # the failed job's result was fetched once, then kept
@@ -463,8 +498,10 @@ def test_partial_failure_is_stored(tmp_path, run_python, make_circuits, raise_un
     for key in ("c3", "c4", "c5", 4):
         with pytest.raises(qjm.ManagedResultDataNotAvailable):
             results.get_counts(key)
-    assert dict(retrieved.results(partial=True).get_counts("c5")) == partial["experiments"][5][
-        "counts"]
+    assert (
+        dict(retrieved.results(partial=True).get_counts("c5"))
+        == partial["experiments"][5]["counts"]
+    )
     with pytest.raises(qjm.ManagedResultDataNotAvailable):
         retrieved.results(partial=True).get_memory("c4")
     assert "c4" in retrieved.error_messages()
@@ -500,8 +537,9 @@ print(json.dumps({
 def test_refused_submission_is_stored(tmp_path, run_python, make_circuits):
     store = tmp_path / "s.sqlite"
     backend = SubmitFailBackend(fail_names={"c4"})
-    job_set = JobManager(store=store).run(make_circuits(9), backend=backend,
-                                          max_experiments_per_job=3, shots=50)
+    job_set = JobManager(store=store).run(
+        make_circuits(9), backend=backend, max_experiments_per_job=3, shots=50
+    )
     results = job_set.results()
     assert results.success is False
     assert job_set.statuses() == [JobStatus.DONE, None, JobStatus.DONE]
