@@ -94,7 +94,10 @@ def _notes(sizes, data, repeat: int) -> list[str]:
         f"- Every case: best of N repetitions per side, the same N for both (N = {repeat}, raised "
         f"up to {10 * repeat} for a case while its timed total stays under 1 s; the table's "
         "`best of` column), alternating baseline and qjm; a "
-        "full `gc.collect()` before each timed call; whatever a call returns is freed after the "
+        "full `gc.collect()` before each timed call, then `gc.freeze()` of what survives it "
+        "for the rest of the case (so collections during either side's calls do not traverse "
+        "the benchmark's own data, hundreds of MB a user's process would not hold); whatever "
+        "a call returns is freed after the "
         "timer stops; the setup of each repetition (a fresh `ManagedResults` built from decoded "
         "`JobRecord`s, as `ManagedJobSet` builds it) is outside the timer.",
         "- Each case checks, untimed, that qjm's answer equals the baseline's (met? says WRONG "
