@@ -146,36 +146,37 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _markdown(head: str, rows: list[tuple]) -> str:
+    """A markdown table: ``head`` (header and rule lines), then one line per tuple of cells."""
+    return "\n".join([head] + ["| " + " | ".join(_cell(x) for x in r) + " |" for r in rows])
+
+
 def markdown_table(rows: list[Row]) -> str:
     head = (
         "| case | size | baseline | baseline throughput | qjm throughput | "
         "baseline time | qjm time | best of | ratio | median ratio | target | met? |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
-    lines = [head]
-    for r in rows:
-        lines.append(
-            "| "
-            + " | ".join(
-                _cell(x)
-                for x in (
-                    f"`{r.case}` {r.title}",
-                    r.size,
-                    r.baseline,
-                    _rate(r.items, r.baseline_s, r.unit),
-                    _rate(r.items, r.qjm_s, r.unit),
-                    _sec(r.baseline_s),
-                    _sec(r.qjm_s),
-                    str(r.reps) if r.reps else "-",
-                    _ratio(r.ratio, r.target),
-                    _ratio(r.median_ratio, r.target),
-                    f">= {r.target:g}x",
-                    r.met,
-                )
+    return _markdown(
+        head,
+        [
+            (
+                f"`{r.case}` {r.title}",
+                r.size,
+                r.baseline,
+                _rate(r.items, r.baseline_s, r.unit),
+                _rate(r.items, r.qjm_s, r.unit),
+                _sec(r.baseline_s),
+                _sec(r.qjm_s),
+                str(r.reps) if r.reps else "-",
+                _ratio(r.ratio, r.target),
+                _ratio(r.median_ratio, r.target),
+                f">= {r.target:g}x",
+                r.met,
             )
-            + " |"
-        )
-    return "\n".join(lines)
+            for r in rows
+        ],
+    )
 
 
 def markdown_memory(rows: list[MemoryRow]) -> str:
@@ -184,28 +185,24 @@ def markdown_memory(rows: list[MemoryRow]) -> str:
         "ratio (held) | target | met? |\n"
         "|---|---|---|---|---|---|---|---|---|---|"
     )
-    lines = [head]
-    for r in rows:
-        lines.append(
-            "| "
-            + " | ".join(
-                _cell(x)
-                for x in (
-                    f"`{r.case}` {r.title}",
-                    r.size,
-                    _mb(r.baseline_peak),
-                    _mb(r.qjm_peak),
-                    _ratio(r.ratio),
-                    _mb(r.baseline_held),
-                    _mb(r.qjm_held),
-                    _ratio(r.held_ratio),
-                    "> 1x (qjm holds less)",
-                    r.met,
-                )
+    return _markdown(
+        head,
+        [
+            (
+                f"`{r.case}` {r.title}",
+                r.size,
+                _mb(r.baseline_peak),
+                _mb(r.qjm_peak),
+                _ratio(r.ratio),
+                _mb(r.baseline_held),
+                _mb(r.qjm_held),
+                _ratio(r.held_ratio),
+                "> 1x (qjm holds less)",
+                r.met,
             )
-            + " |"
-        )
-    return "\n".join(lines)
+            for r in rows
+        ],
+    )
 
 
 def _cpu_model() -> str:

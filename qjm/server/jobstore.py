@@ -410,31 +410,27 @@ class JobStore:
             NotReady: the job has no result (not finished, cancelled, or failed without one).
             Gone: read once already.
         """
-        conn = self._conn()
         if not once:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND user = ?", (job_id, user)
-            ).fetchone()
-            if row is None:
-                raise NotFound(job_id)
-            job = _row(row)
-            body = conn.execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
-            return self._check(job, body)
+            return self._stored_result(self._conn(), job_id, user)
         with self._tx() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND user = ?", (job_id, user)
-            ).fetchone()
-            if row is None:
-                raise NotFound(job_id)
-            job = _row(row)
-            body = conn.execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
-            out = self._check(job, body)
+            out = self._stored_result(conn, job_id, user)
             conn.execute(
                 "UPDATE jobs SET result_state = 'consumed', consumed = ? WHERE id = ?",
                 (time.time(), job_id),
             )
             conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
         return out
+
+    def _stored_result(
+        self, conn: sqlite3.Connection, job_id: str, user: str
+    ) -> tuple[dict[str, Any], bytes]:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND user = ?", (job_id, user)
+        ).fetchone()
+        if row is None:
+            raise NotFound(job_id)
+        body = conn.execute("SELECT body FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return self._check(_row(row), body)
 
     @staticmethod
     def _check(job: dict[str, Any], body: tuple | None) -> tuple[dict[str, Any], bytes]:
