@@ -37,6 +37,7 @@ cnp.import_array()
 
 __all__ = [
     "parse_hex",
+    "parse_hex_canonical",
     "parse_bits",
     "merge_counts",
     "format_bits",
@@ -457,11 +458,28 @@ cdef inline void _reacquire(PyThreadState* ts) noexcept nogil:
         PyEval_RestoreThread(ts)
 
 
+cdef inline bint _hex_canonical(const char* p, Py_ssize_t n) noexcept nogil:
+    """True when a valid hex outcome is spelled exactly as Python's ``hex()`` spells its value:
+    "0x", lowercase digits, no leading zero (``"0x0"`` for zero)."""
+    cdef Py_ssize_t i
+    if p == NULL or n < 3 or p[0] != 48 or p[1] != 120:
+        return False
+    if n > 3 and p[2] == 48:
+        return False
+    for i in range(2, n):
+        if 65 <= p[i] <= 70:  # "A".."F"
+            return False
+    return True
+
+
 cdef int _parse_chunk(const char** ptrs, const Py_ssize_t* lens, Py_ssize_t count,
                       Py_ssize_t width, Py_ssize_t nb, bint packed, int binary,
                       uint64_t* vals, uint8_t* rows, Py_ssize_t* err,
-                      PyObject** ahead, Py_ssize_t nahead) noexcept nogil:
+                      PyObject** ahead, Py_ssize_t nahead, int* canon) noexcept nogil:
     """Parses count strings into vals[0:count] (or rows); returns the code of the first failure.
+
+    With ``canon`` (hex only), clears ``canon[0]`` at the first string not spelled as ``hex()``
+    would spell its value (the string was just parsed, so the check reads it from cache).
 
     Meanwhile it prefetches the objects of the next chunk (``ahead``: addresses only, never
     dereferenced here; a prefetch of a stale address is harmless), so that the GIL-holding
@@ -484,11 +502,13 @@ cdef int _parse_chunk(const char** ptrs, const Py_ssize_t* lens, Py_ssize_t coun
         if code != OK:
             err[0] = i
             return code
+        if canon != NULL and canon[0] and not _hex_canonical(ptrs[i], lens[i]):
+            canon[0] = 0
     err[0] = -1
     return OK
 
 
-cdef object _parse(object strings, object width_obj, int binary):
+cdef object _parse(object strings, object width_obj, int binary, int* canon):
     """parse_hex / parse_bits.
 
     Works in chunks: under the GIL it takes a reference to each string of the chunk and collects
@@ -587,7 +607,7 @@ cdef object _parse(object strings, object width_obj, int binary):
             code = _parse_chunk(ptrs, lens, count, width, nb, packed, binary,
                                 vals + start if vals != NULL else NULL,
                                 rows + start * nb if rows != NULL else NULL, &err,
-                                ahead, nahead)
+                                ahead, nahead, canon)
             if _ts != NULL:
                 turn = _take_turn()
             _reacquire(_ts)
@@ -633,7 +653,21 @@ def parse_hex(strings, width) -> np.ndarray:
     value wider than ``width`` bits) and TypeError for an item that is not a str, whichever
     comes first.
     """
-    return _parse(strings, width, 0)
+    return _parse(strings, width, 0, NULL)
+
+
+def parse_hex_canonical(strings, width) -> tuple:
+    """Parse like :func:`parse_hex`; also say whether every string is spelled exactly as
+    Python's ``hex()`` spells its value ("0x", lowercase, no leading zeros).
+
+    parse_hex_canonical(strings: Sequence[str], width: int) -> tuple[np.ndarray, bool]
+
+    When it is True, ``hex()`` of the outcomes gives the strings back, so they need not be kept.
+    Raises as :func:`parse_hex` does.
+    """
+    cdef int canon = 1
+    out = _parse(strings, width, 0, &canon)
+    return out, bool(canon)
 
 
 def parse_bits(strings, width) -> np.ndarray:
@@ -645,7 +679,7 @@ def parse_bits(strings, width) -> np.ndarray:
     the first offending string (invalid character, no digits, or a value wider than ``width``
     bits) and TypeError for an item that is not a str, whichever comes first.
     """
-    return _parse(strings, width, 1)
+    return _parse(strings, width, 1, NULL)
 
 
 # --------------------------------------------------------------------------------------------

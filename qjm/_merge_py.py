@@ -24,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "parse_hex",
+    "parse_hex_canonical",
     "parse_bits",
     "merge_counts",
     "format_bits",
@@ -336,6 +337,22 @@ def _parse_hex(items: list[str], width: int) -> np.ndarray:
     ok = ~(value & ~(is_dec | is_alpha)).any(axis=1)
     ndigits = value.sum(axis=1)
     return _finish(items, width, digits, value, ok, ndigits, 4, "hexadecimal")
+
+
+def parse_hex_canonical(strings: Sequence[str], width: int) -> tuple[np.ndarray, bool]:
+    """Parse like :func:`parse_hex`; also say whether every string is spelled exactly as
+    Python's ``hex()`` spells its value ("0x", lowercase, no leading zeros).
+
+    When it is True, ``hex()`` of the outcomes gives the strings back, so they need not be kept.
+    Raises as :func:`parse_hex` does.
+    """
+    items = strings if isinstance(strings, (list, tuple, str, bytes)) else list(strings)
+    out = parse_hex(items, width)
+    if out.ndim == 1:
+        spelled = map(hex, out.tolist())
+    else:
+        spelled = (hex(int.from_bytes(row.tobytes(), "big")) for row in out)
+    return out, all(s == h for s, h in zip(items, spelled))
 
 
 def parse_bits(strings: Sequence[str], width: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from qjm._kernels import kernels
 from qjm.exceptions import ManagedResultDataNotAvailable
 from qjm.lookup import ExperimentIndex
 from qjm.plan import Plan
-from qjm.records import ExperimentRecord, JobRecord
+from qjm.records import ExperimentRecord, JobRecord, fresh
 
 
 class ColumnarCounts(Counts):
@@ -50,11 +50,11 @@ def _counts_from_arrays(record: ExperimentRecord) -> ColumnarCounts:
     strings = kernels.format_bits(keys, header.get("memory_slots"), header.get("creg_sizes"))
     out = ColumnarCounts.__new__(ColumnarCounts)
     dict.update(out, zip(strings, values.tolist()))
-    out._keys = keys
-    out._values = values
-    out.creg_sizes = header.get("creg_sizes")
+    out._keys = _read_only(keys)
+    out._values = _read_only(values)
+    out.creg_sizes = fresh(header.get("creg_sizes"))
     out.memory_slots = header.get("memory_slots")
-    out.time_taken = header.get("time_taken")
+    out.time_taken = fresh(header.get("time_taken"))
     return out
 
 
@@ -79,6 +79,18 @@ def merge_parts(parts: list[ExperimentRecord]) -> ExperimentRecord:
         )
     if all(p.memory is not None for p in parts):
         record.memory = np.concatenate([p.memory for p in parts])
+    # what was kept as the backend spelled it is merged the same way: counts summed by key,
+    # level-2 memory in part order
+    if all(isinstance(p.data.get("counts"), dict) for p in parts):
+        merged: dict = {}
+        for p in parts:
+            for key, value in p.data["counts"].items():
+                merged[key] = merged.get(key, 0) + value
+        record.data["counts"] = merged
+    if first.meas_level == MeasLevel.CLASSIFIED and all(
+        isinstance(p.data.get("memory"), list) for p in parts
+    ):
+        record.data["memory"] = [shot for p in parts for shot in p.data["memory"]]
     return record
 
 
@@ -195,16 +207,17 @@ class ManagedResults:
 
     def _counts(self, key: Any) -> Counts | dict:
         record = self._experiment(key)
-        if record.counts is not None:
-            return _counts_from_arrays(record)
         header = record.header
         if "counts" in record.data:
+            # kept as the backend spelled them: qiskit's own Counts reads them
             kept = {
                 k: v for k, v in header.items() if k in ("time_taken", "creg_sizes", "memory_slots")
             }
-            return Counts(record.data["counts"], **kept)
+            return Counts(fresh(record.data["counts"]), **fresh(kept))
+        if record.counts is not None:
+            return _counts_from_arrays(record)
         if "statevector" in record.data:
-            vec = postprocess.format_statevector(record.data["statevector"])
+            vec = postprocess.format_statevector(fresh(record.data["statevector"]))
             return Statevector(vec).probabilities_dict(decimals=15)
         raise QiskitError(f'No counts for experiment "{key!r}"')
 
@@ -220,11 +233,11 @@ class ManagedResults:
             experiment = self._only_experiment()
         record = self._experiment(experiment)
         header = record.header
-        if record.memory is not None:
+        if record.memory is not None and "memory" not in record.data:
             return kernels.format_bits(
                 record.memory, header.get("memory_slots"), header.get("creg_sizes")
             )
-        memory = record.data.get("memory")
+        memory = fresh(record.data.get("memory"))
         if memory is None:
             raise QiskitError(
                 f'No memory for experiment "{experiment!r}". Run with memory=True to keep it.'
@@ -260,7 +273,7 @@ class ManagedResults:
         record = self._experiment(experiment)
         if key not in record.data:
             raise QiskitError(f'No {key} for experiment "{experiment!r}"')
-        return fmt(record.data[key], decimals=decimals)
+        return fmt(fresh(record.data[key]), decimals=decimals)
 
     def combine_results(self) -> Result:
         """One ``qiskit.result.Result`` with every experiment, in submission order.
@@ -275,11 +288,19 @@ class ManagedResults:
                 f"(global indices {', '.join(map(str, missing[:10]))}"
                 f"{'...' if len(missing) > 10 else ''})"
             )
-        fields = dict(next(r for r in self._records if r is not None).fields)
+        fields = fresh(next(r for r in self._records if r is not None).fields)
         fields["job_id"] = self.job_set_id
         fields["success"] = True
         results = [self._experiment(i).to_experiment_result() for i in range(len(self))]
         return Result(results=results, **fields)
+
+    def to_dict(self) -> dict:
+        """The combined result as a dictionary, as ``Result.to_dict`` gives it.
+
+        Raises:
+            ManagedResultDataNotAvailable: some experiment's data is missing.
+        """
+        return self.combine_results().to_dict()
 
     # -- beyond Result: arrays from the merge engine -------------------------------------------
 

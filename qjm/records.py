@@ -9,6 +9,8 @@ so a ``Result`` rebuilt from a record equals the one the backend served.
 
 from __future__ import annotations
 
+import copy
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +29,12 @@ class ExperimentRecord:
         fields: the ``ExperimentResult`` attributes other than ``data`` (shots, success, header,
             meas_level, status, seed_simulator, metadata, ...), as the backend gave them.
         width: clbits of the outcomes in ``counts`` and ``memory``.
-        counts: (keys, counts) arrays, or None when the backend sent no counts.
+        counts: (keys, counts) arrays, or None when the backend sent no counts (or counts that
+            are not outcomes with integer counts: those stay in ``data``).
         memory: per-shot outcomes (measurement level 2 only), or None.
-        data: the other entries of the experiment's data (statevector, unitary, level 0/1 memory...).
+        data: the other entries of the experiment's data (statevector, unitary, level 0/1
+            memory...), and the counts and memory as the backend sent them whenever the arrays
+            cannot spell them back exactly (keys not spelled as ``hex()`` spells them).
     """
 
     fields: dict[str, Any]
@@ -55,15 +60,17 @@ class ExperimentRecord:
         return int(self.fields.get("meas_level", MeasLevel.CLASSIFIED))
 
     def to_experiment_result(self) -> ExperimentResult:
-        """The qiskit ``ExperimentResult`` this record stands for (counts and memory as hex)."""
+        """The qiskit ``ExperimentResult`` this record stands for, exactly as the backend sent
+        it (counts and memory as hex when that is how it spelled them). It shares nothing
+        mutable with the record."""
         data = {}
-        if self.counts is not None:
+        if self.counts is not None and "counts" not in self.data:
             keys, values = self.counts
             data["counts"] = dict(zip(outcomes_to_hex(keys), values.tolist()))
-        if self.memory is not None:
+        if self.memory is not None and "memory" not in self.data:
             data["memory"] = outcomes_to_hex(self.memory)
-        data.update(self.data)
-        fields = dict(self.fields)
+        data.update(fresh(self.data))
+        fields = fresh(self.fields)
         return ExperimentResult(
             fields.pop("shots", None),
             fields.pop("success", False),
@@ -85,7 +92,7 @@ class JobRecord:
 
     def to_result(self) -> Result:
         return Result(
-            results=[e.to_experiment_result() for e in self.experiments], **dict(self.fields)
+            results=[e.to_experiment_result() for e in self.experiments], **fresh(self.fields)
         )
 
 
@@ -96,6 +103,124 @@ def outcomes_to_hex(outcomes: np.ndarray) -> list[str]:
     return [hex(int.from_bytes(row.tobytes(), "big")) for row in outcomes]
 
 
+def fresh(obj: Any) -> Any:
+    """A copy of ``obj`` that shares nothing mutable with it (dicts, lists, arrays, quantum_info
+    objects are copied; numbers and strings are immutable and kept)."""
+    if obj is None or isinstance(obj, (str, bytes, int, float, complex, bool)):
+        return obj
+    if isinstance(obj, dict):
+        return {k: fresh(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [fresh(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(fresh(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, np.generic):
+        return obj
+    return copy.deepcopy(obj)
+
+
+class _NotOutcomes(Exception):
+    """The keys or memory are not outcomes the kernels read (dit strings, mixed types...)."""
+
+
+def _bit_length(outcomes: np.ndarray) -> int:
+    """Bits of the widest outcome (0 when there are none or all are zero)."""
+    if outcomes.size == 0:
+        return 0
+    if outcomes.ndim == 1:
+        return int(outcomes.max()).bit_length()
+    nonzero = np.flatnonzero(outcomes.any(axis=0))
+    if nonzero.size == 0:
+        return 0
+    col = int(nonzero[0])
+    top = int(outcomes[:, col].max()).bit_length()
+    return 8 * (outcomes.shape[1] - 1 - col) + top
+
+
+def _digits(strings: list[str]) -> int:
+    """The most binary digits in one of ``strings`` (spaces, underscores and "0b" left out)."""
+    most = 0
+    for s in strings:
+        body = s[2:] if s[:2] in ("0b", "0B") else s
+        most = max(most, len(body) - body.count(" ") - body.count("_"))
+    return most
+
+
+class _Outcomes:
+    """One list of outcomes (count keys or level-2 memory) as the backend spelled them."""
+
+    def __init__(self, items: list):
+        self.items = items
+        self.kind = _kind(items)
+        self.exact = False  # hex() of the parsed outcomes gives the items back
+        self.array: np.ndarray | None = None
+        self.width = 0  # the representation's width of ``array``
+        self.needed = 0  # bits the outcomes need
+
+    def parse(self, width: int) -> None:
+        """Parse at ``width`` bits or wider when the outcomes need it; sets ``needed``."""
+        items = self.items
+        if self.kind == "int":
+            needed = max((v.bit_length() for v in items), default=0)
+            self.width = max(width, needed)
+            self.array = _ints_to_outcomes(items, self.width)
+            self.needed = needed
+            return
+        try:
+            self._parse_at(width)
+            if width:
+                return  # they fit in memory_slots: that is the width
+        except ValueError:
+            # a value wider than memory_slots says: take the width from the data instead
+            wider = max(width, _infer_width(items, self.kind == "hex"))
+            if wider == width:
+                raise
+            self._parse_at(wider)
+        self.needed = _bit_length(self.array)
+        if self.kind == "bits" and not width:
+            self.needed = max(self.needed, _digits(items))
+
+    def _parse_at(self, width: int) -> None:
+        if self.kind == "hex":
+            self.array, self.exact = kernels.parse_hex_canonical(self.items, width)
+        else:
+            self.array = kernels.parse_bits(self.items, width)
+        self.width = width
+
+    def at(self, width: int) -> np.ndarray:
+        """The outcomes in the representation of ``width`` bits (parsed again if need be)."""
+        if width != self.width and (width > 64 or self.width > 64):
+            exact = self.exact
+            self.parse(width)
+            self.exact = exact
+        return self.array
+
+
+def _kind(items: list) -> str:
+    """How outcomes are spelled, as qiskit's ``Counts`` tells them apart by the first one."""
+    if not items:
+        return "hex"
+    first = items[0]
+    if isinstance(first, str):
+        if not all(isinstance(k, str) for k in items):
+            raise _NotOutcomes("mixed key types")
+        return "hex" if first.startswith("0x") else "bits"
+    if all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 0 for k in items):
+        items[:] = [int(k) for k in items]
+        return "int"
+    raise _NotOutcomes(f"outcomes of type {type(first).__name__}")
+
+
+def _ints_to_outcomes(ints: list[int], width: int) -> np.ndarray:
+    if width <= 64:
+        return np.array(ints, dtype=np.uint64).reshape(len(ints))
+    nb = (width + 7) // 8
+    raw = b"".join(v.to_bytes(nb, "big") for v in ints)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(ints), nb).copy()
+
+
 def _infer_width(strings: list[str], is_hex: bool) -> int:
     longest = max((len(s) for s in strings), default=0)
     if is_hex:
@@ -103,52 +228,60 @@ def _infer_width(strings: list[str], is_hex: bool) -> int:
     return longest
 
 
-def _parse(strings: list[str], width: int) -> tuple[np.ndarray, int]:
-    """Parse outcome strings, hex ("0x..") or binary, into the kernels' representation."""
-    is_hex = bool(strings) and strings[0].startswith("0x")
-    parse = kernels.parse_hex if is_hex else kernels.parse_bits
+def _count_values(values: list) -> np.ndarray | None:
+    """Counts as int64, or None when they are not all non-negative integers (kept as sent)."""
+    if not values:
+        return np.zeros(0, dtype=np.int64)
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        return None
     try:
-        return parse(strings, width), width
-    except ValueError:
-        # A value wider than memory_slots says: take the width from the data instead.
-        wider = max(width, _infer_width(strings, is_hex))
-        if wider == width:
-            raise
-        return parse(strings, wider), wider
+        arr = np.array([int(v) for v in values], dtype=np.int64)
+    except OverflowError:
+        return None
+    return arr if arr.min() >= 0 else None
 
 
 def decode_experiment(exp: ExperimentResult) -> ExperimentRecord:
-    """Decode one ``ExperimentResult`` into an :class:`ExperimentRecord`."""
+    """Decode one ``ExperimentResult`` into an :class:`ExperimentRecord`.
+
+    Count keys and memory become outcome arrays when they are outcomes the kernels read (hex,
+    binary or integer keys). Whatever the arrays cannot give back exactly as the backend sent it
+    (keys spelled otherwise than ``hex()`` spells them, counts that are not integers, dit
+    strings) is also kept as sent, so that ``data()`` and ``get_counts()`` read exactly as
+    qiskit's would. Never raises for data qiskit's ``Result`` accepts.
+    """
     fields = exp.to_dict()
     data = dict(fields.pop("data"))
     record = ExperimentRecord(fields=fields, data=data)
-    header = record.header
-    width = int(header.get("memory_slots") or 0)
+    slots = record.header.get("memory_slots") if isinstance(record.header, dict) else None
+    slots = int(slots) if isinstance(slots, numbers.Integral) and slots > 0 else 0
     counts = data.get("counts")
     memory = data.get("memory") if record.meas_level == MeasLevel.CLASSIFIED else None
     try:
-        if counts is not None:
-            keys = list(counts)  # str keys (the kernels refuse anything else)
-            arr, width = _parse(keys, width)
-            values = np.fromiter(counts.values(), dtype=np.int64, count=len(keys))
-            record.counts = (arr, values)
-        if memory is not None:
-            mem, mwidth = _parse(list(memory), width)
-            if mwidth != width and record.counts is not None:
-                # keep one width for the experiment
-                width = mwidth
-                record.counts = (_parse(keys, width)[0], record.counts[1])
-            record.memory = mem
-    except (ValueError, TypeError):
-        # Not outcome strings qjm can read (e.g. dit strings): keep them as the backend sent them.
-        record.counts = None
-        record.memory = None
+        keys = values = mem = None
+        if isinstance(counts, dict):
+            values = _count_values(list(counts.values()))
+            keys = _Outcomes(list(counts))
+            keys.parse(slots)
+        if isinstance(memory, list):
+            mem = _Outcomes(list(memory))
+            mem.parse(slots)
+    except (_NotOutcomes, ValueError, TypeError, OverflowError):
+        return record  # not outcomes qjm can read (e.g. dit strings): kept as the backend sent them
+    parsed = [o for o in (keys, mem) if o is not None]
+    if not parsed:
         return record
+    needed = max(o.needed for o in parsed)
+    width = max(slots, needed) if slots else max(1, needed)
     record.width = width
-    if record.counts is not None:
-        del data["counts"]
-    if record.memory is not None:
-        del data["memory"]
+    if keys is not None and values is not None:
+        record.counts = (keys.at(width), values)
+        if keys.exact:
+            del data["counts"]
+    if mem is not None:
+        record.memory = mem.at(width)
+        if mem.exact:
+            del data["memory"]
     return record
 
 

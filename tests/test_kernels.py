@@ -249,6 +249,37 @@ def test_parse_bits_matches_int2(K, data, wv):
     assert_same_array(got, ref_keys(want, width))
 
 
+@SETTINGS
+@given(data=st.data(), wv=width_values())
+def test_parse_hex_canonical_says_whether_hex_gives_the_strings_back(K, data, wv):
+    width, values = wv
+    strings = [data.draw(hex_string(v, width)) for v in values]
+    got, canonical = K.parse_hex_canonical(strings, width)
+    assert_same_array(got, K.parse_hex(strings, width))
+    assert canonical == all(s == hex(int(s, 16)) for s in strings)
+
+
+def test_parse_hex_canonical_spellings(K):
+    assert K.parse_hex_canonical(["0x1f", "0x0", "0xa"], 8)[1] is True
+    assert K.parse_hex_canonical([], 8)[1] is True
+    assert K.parse_hex_canonical(["0x" + "f" * 20], 80)[1] is True
+    for odd in (
+        ["0x1F"],
+        ["0x01"],
+        ["1f"],
+        ["0X1f"],
+        ["0x00"],
+        ["0x1f", "0xD"],
+        ["0x0" + "f" * 20],
+    ):
+        assert K.parse_hex_canonical(odd, 80)[1] is False, odd
+    # more strings than one parse chunk, the odd one last
+    many = [hex(i % 1000) for i in range(40000)] + ["0x0A"]
+    out, canonical = K.parse_hex_canonical(many, 16)
+    assert canonical is False and out[-1] == 10
+    assert K.parse_hex_canonical(many[:-1], 16)[1] is True
+
+
 def test_parse_width_zero(K):
     assert_same_array(K.parse_hex(["0x0", "0", "0X000"], 0), np.zeros(3, np.uint64))
     assert_same_array(K.parse_bits(["0", "0b0", "0 0"], 0), np.zeros(3, np.uint64))
@@ -872,6 +903,7 @@ def test_expectation_z_errors(K):
 
 API = [
     "parse_hex",
+    "parse_hex_canonical",
     "parse_bits",
     "merge_counts",
     "format_bits",
