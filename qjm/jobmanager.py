@@ -10,13 +10,18 @@ from typing import Any
 from qjm.exceptions import JobManagerUnknownJobSet
 from qjm.managedjobset import ManagedJobSet
 from qjm.plan import Plan, chunk_size, make_plan, payload_bounds, split_shots
-from qjm.store import Store, default_store_path
-from qjm.validation import (
-    check_circuits,
-    check_positive_int,
+from qjm.runoptions import (
+    SEED_OPTION,
+    check_parameter_binds,
     check_run_options,
-    check_tags,
+    decode_run_options,
+    effective_seed,
+    encode_run_options,
+    job_seeds,
+    logger,
 )
+from qjm.store import Store, default_store_path
+from qjm.validation import check_circuits, check_positive_int, check_tags
 
 DEFAULT_MAX_WORKERS = 8
 
@@ -40,6 +45,15 @@ def _backend_limit(backend: Any, attribute: str) -> int | None:
         except Exception:  # noqa: BLE001
             value = None
     return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _is_provider(obj: Any) -> bool:
+    """An old-style provider (``get_backend``) rather than a backend (``run``)."""
+    return (
+        obj is not None
+        and callable(getattr(obj, "get_backend", None))
+        and not callable(getattr(obj, "run", None))
+    )
 
 
 class JobManager:
@@ -70,6 +84,8 @@ class JobManager:
         tags: list[str] | None = None,
         max_shots_per_job: int | None = None,
         job_tags: list[str] | None = None,
+        check_options: bool = True,
+        job_share_level: Any = None,
         **run_options: Any,
     ) -> ManagedJobSet:
         """Split ``circuits`` into jobs and submit them concurrently; returns at once.
@@ -86,13 +102,23 @@ class JobManager:
             tags: tags of the job set (``job_tags`` is the old name).
             max_shots_per_job: split an experiment with more shots than this into parts, merged
                 back in the results. None: the backend's ``max_shots`` where it states one.
-            **run_options: passed to ``backend.run`` unchanged (``shots``, ``memory``, ...).
+            check_options: refuse a run option that looks like a typo of one the backend declares
+                (``shot=1000``: "did you mean 'shots'?"); False passes every keyword on unchecked.
+            job_share_level: accepted from old scripts of the IBMQ job manager and ignored (IBM
+                Quantum no longer has job share levels); it is not passed to the backend.
+            **run_options: passed to ``backend.run`` as given (``shots``, ``memory``, ...). Options
+                the backend does not declare are passed on too, and logged once. With
+                ``seed_simulator``, the job starting at experiment ``k`` gets
+                ``seed_simulator + 2113 * k`` (Aer's own rule inside one job), so a split run
+                gives the samples of the unsplit one; shot parts get seeds of their own.
+                ``parameter_binds`` (one dict per circuit) is split with the circuits.
 
         Returns:
             The job set; submission goes on in the background.
 
         Raises:
-            ValueError: no circuits, a limit below 1, or a run option the backend does not know.
+            ValueError: no circuits, a limit below 1, a run option that looks like a typo, or
+                ``parameter_binds`` that do not give one value per parameter per circuit.
             TypeError: a non-circuit, or a limit that is not an integer.
         """
         circuits = check_circuits(circuits)
@@ -110,11 +136,22 @@ class JobManager:
         tags = check_tags(tags if tags is not None else job_tags)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, not {name!r}")
-        check_run_options(backend, run_options)
+        if job_share_level is not None:
+            logger.warning(
+                "job_share_level=%r ignored: IBM Quantum no longer has job share levels",
+                job_share_level,
+            )
+        check_run_options(backend, run_options, check=bool(check_options))
+        check_parameter_binds(run_options.get("parameter_binds"), len(circuits))
+        seed = effective_seed(backend, run_options)
 
         plan = self._plan(
             circuits, backend, max_experiments_per_job, max_shots_per_job, run_options
         )
+        stored_options = dict(run_options)
+        if seed is not None:
+            stored_options[SEED_OPTION] = seed
+        options_json, unstored = encode_run_options(stored_options)
         job_set = ManagedJobSet(
             job_set_id=uuid.uuid4().hex,
             name=name,
@@ -125,6 +162,8 @@ class JobManager:
             backend_name=_backend_name(backend),
             store=self._store,
             max_workers=max_workers,
+            seeds=job_seeds(plan, seed),
+            unstored_options=unstored,
         )
         self._store.add_job_set(
             job_set.job_set_id(),
@@ -133,7 +172,7 @@ class JobManager:
             job_set.backend_name(),
             [c.name for c in circuits],
             plan.to_dict(),
-            run_options,
+            options_json,
         )
         with self._lock:
             self._job_sets[job_set.job_set_id()] = job_set
@@ -181,6 +220,7 @@ class JobManager:
         backend: Any = None,
         refresh: bool = False,
         max_workers: int | None = None,
+        provider: Any = None,
     ) -> ManagedJobSet:
         """A job set from the store, by id, with every result fetched so far.
 
@@ -191,11 +231,21 @@ class JobManager:
             refresh: reattach to the backend's jobs now rather than on first use.
             max_workers: threads that reattach and fetch (default 8, or what the set had when
                 it was created in this process).
+            provider: the old job manager's second argument: a provider whose
+                ``get_backend(name)`` gives the backend the set ran on (by its stored name).
+                A provider given as the second positional argument is taken as one too.
 
         Raises:
             JobManagerUnknownJobSet: no job set with that id is in the store.
+            TypeError: both ``backend`` and ``provider``, or a provider without ``get_backend``.
         """
         max_workers = check_positive_int("max_workers", max_workers)
+        if provider is None and _is_provider(backend):
+            provider, backend = backend, None
+        if provider is not None:
+            if backend is not None:
+                raise TypeError("give backend= or provider=, not both")
+            backend = self._backend_from_provider(job_set_id, provider)
         job_set = self._get(job_set_id, backend)
         if max_workers is not None:
             job_set._set_max_workers(max_workers)
@@ -203,6 +253,27 @@ class JobManager:
             job_set._attached = False
             job_set._attach()
         return job_set
+
+    def _backend_from_provider(self, job_set_id: str, provider: Any) -> Any:
+        get_backend = getattr(provider, "get_backend", None)
+        if not callable(get_backend):
+            raise TypeError(
+                f"provider {provider!r} has no get_backend(name): pass the backend the set ran "
+                "on as backend= instead (qjm takes backends, not providers)"
+            )
+        row = self._store.job_set(job_set_id)
+        if row is None:
+            raise JobManagerUnknownJobSet(
+                f"no job set with id {job_set_id!r} in the store {self._store.path}"
+            )
+        name = row["backend_name"]
+        try:
+            return get_backend(name)
+        except Exception as exc:
+            raise TypeError(
+                f"provider.get_backend({name!r}) failed for job set {job_set_id}: pass the "
+                "backend as backend= instead"
+            ) from exc
 
     def _get(self, job_set_id: str, backend: Any = None) -> ManagedJobSet:
         with self._lock:
@@ -217,17 +288,22 @@ class JobManager:
             raise JobManagerUnknownJobSet(
                 f"no job set with id {job_set_id!r} in the store {self._store.path}"
             )
+        plan = Plan.from_dict(row["plan"])
+        options, unstored = decode_run_options(row["run_options"])
+        seed = options.get(SEED_OPTION)
         job_set = ManagedJobSet(
             job_set_id=row["id"],
             name=row["name"],
             tags=row["tags"],
-            plan=Plan.from_dict(row["plan"]),
+            plan=plan,
             names=row["names"],
             backend=backend,
             backend_name=row["backend_name"],
             store=self._store,
             max_workers=DEFAULT_MAX_WORKERS,
             created=row["created"],
+            seeds=job_seeds(plan, seed if isinstance(seed, int) else None),
+            unstored_options=unstored,
         )
         job_set._load_from_store()
         with self._lock:

@@ -20,6 +20,7 @@ class ManagedJob:
         end_index: global index of its last experiment (inclusive, as in the old job manager).
         part: the shot part this job runs (0 unless experiments were split by shots).
         shots: the shots of each experiment in this job when split by shots, else None.
+        seed: the ``seed_simulator`` this job was given (None when the run had no seed).
         job: the backend's job, or None while it is being submitted, when submission failed, or
             when a retrieved set could not reattach to the backend.
         job_id: the backend's job id, once known.
@@ -33,6 +34,7 @@ class ManagedJob:
         self.end_index = spec.stop - 1
         self.part = spec.part
         self.shots = spec.shots
+        self.seed: int | None = None  # the seed_simulator this job was given, if any
         self.job: JobV1 | None = None
         self.job_id: str | None = None
         self.submit_error: str | None = None

@@ -19,6 +19,7 @@ from qjm.managedresults import ManagedResults
 from qjm.outcome import JobOutcome
 from qjm.plan import Plan
 from qjm.records import decode_result
+from qjm.runoptions import job_options
 from qjm.store import Store
 from qjm.validation import check_timeout
 
@@ -69,6 +70,8 @@ class ManagedJobSet:
         store: Store,
         max_workers: int,
         created: float | None = None,
+        seeds: list[int | None] | None = None,
+        unstored_options: list[str] | None = None,
     ):
         self._id = job_set_id
         self._name = name
@@ -81,6 +84,9 @@ class ManagedJobSet:
         self._max_workers = max_workers
         self._created = created if created is not None else time.time()
         self._managed = [ManagedJob(spec) for spec in plan.jobs]
+        for mj, seed in zip(self._managed, seeds or []):
+            mj.seed = seed
+        self._unstored_options = list(unstored_options or [])
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._submit_futures: list[Future] = []
@@ -126,6 +132,35 @@ class ManagedJobSet:
 
     def backend_name(self) -> str | None:
         return self._backend_name
+
+    def update_name(self, name: str) -> str:
+        """Rename the job set (in the store too); returns the new name."""
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, not {name!r}")
+        self._store.update_job_set(self._id, name=name)
+        self._name = name
+        return name
+
+    def update_tags(
+        self,
+        replacement_tags: list[str] | None = None,
+        additional_tags: list[str] | None = None,
+        removal_tags: list[str] | None = None,
+    ) -> list[str]:
+        """Change the tags of the job set (in the store too), as the old job manager did:
+        ``replacement_tags`` replaces them all, then ``additional_tags`` are added and
+        ``removal_tags`` removed. Returns the new tags."""
+        from qjm.validation import check_tags
+
+        tags = list(self._tags) if replacement_tags is None else check_tags(replacement_tags)
+        for tag in check_tags(additional_tags):
+            if tag not in tags:
+                tags.append(tag)
+        removal = set(check_tags(removal_tags))
+        tags = [t for t in tags if t not in removal]
+        self._store.update_job_set(self._id, tags=tags)
+        self._tags = tags
+        return list(tags)
 
     def managed_jobs(self) -> list[ManagedJob]:
         """The :class:`ManagedJob` of every job, in order."""
@@ -188,13 +223,10 @@ class ManagedJobSet:
     def _submit_all(self, circuits: list, run_options: dict[str, Any]) -> None:
         """Start submitting every job on the pool; returns at once."""
         pool = self._pool()
-        seed = run_options.get("seed_simulator")
         for mj in self._managed:
-            options = dict(run_options)
-            if mj.shots is not None:
-                options["shots"] = mj.shots
-                if seed is not None:
-                    options["seed_simulator"] = int(seed) + mj.part
+            options = job_options(
+                run_options, mj.start_index, mj.end_index + 1, mj.shots, mj.seed
+            )
             chunk = circuits[mj.start_index : mj.end_index + 1]
             self._submit_futures.append(pool.submit(self._submit_one, mj, chunk, options))
 
@@ -377,6 +409,11 @@ class ManagedJobSet:
             f"     Running jobs: {count[JobStatus.RUNNING]}",
             f"     Pending jobs: {pending}",
         ]
+        if self._unstored_options:
+            lines.append(
+                "  run options kept in memory only (not in the store): "
+                + ", ".join(self._unstored_options)
+            )
         if detailed:
             lines += ["", "Detail report:"]
             for mj, status in zip(self._managed, statuses):
@@ -387,6 +424,8 @@ class ManagedJobSet:
                     )
                 lines.append(f"    job index: {mj.index}")
                 lines.append(f"    job ID: {mj.job_id}")
+                if mj.seed is not None:
+                    lines.append(f"    seed_simulator: {mj.seed}")
                 lines.append(
                     f"    status: {status.name if status is not None else 'NOT SUBMITTED'}"
                 )

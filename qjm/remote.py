@@ -516,6 +516,9 @@ class RemoteBackend(BackendV2):
                 self._target = Target(num_qubits=self._limits.get("num_qubits") or None)
         return self._target
 
+    # the service refuses options its backend does not take: JobManager refuses them up front
+    run_options_strict = True
+
     @classmethod
     def _default_options(cls) -> Options:
         return Options()  # the service's options replace these in __init__

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from qjm.outcome import JobOutcome
 
@@ -113,8 +112,9 @@ class Store:
         backend_name: str | None,
         names: list[str],
         plan: dict,
-        run_options: dict[str, Any],
+        run_options: str,
     ) -> None:
+        """Add a job set; ``run_options`` is their JSON (``qjm.runoptions.encode_run_options``)."""
         self._write(
             "INSERT INTO job_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -126,13 +126,24 @@ class Store:
                 len(names),
                 json.dumps(names),
                 json.dumps(plan),
-                json.dumps(run_options, default=repr, sort_keys=True),
+                run_options,
             ),
         )
 
     def job_set(self, job_set_id: str) -> dict | None:
         rows = self._read("SELECT * FROM job_sets WHERE id = ?", (job_set_id,))
         return _job_set_row(rows[0]) if rows else None
+
+    def update_job_set(
+        self, job_set_id: str, name: str | None = None, tags: list[str] | None = None
+    ) -> None:
+        """Change the name and/or the tags of a job set."""
+        if name is not None:
+            self._write("UPDATE job_sets SET name = ? WHERE id = ?", (name, job_set_id))
+        if tags is not None:
+            self._write(
+                "UPDATE job_sets SET tags = ? WHERE id = ?", (json.dumps(list(tags)), job_set_id)
+            )
 
     def job_set_ids(self, name: str | None = None) -> list[str]:
         if name is None:
@@ -190,6 +201,6 @@ def _job_set_row(row: tuple) -> dict:
         "run_options",
     )
     out = dict(zip(keys, row))
-    for key in ("tags", "names", "plan", "run_options"):
+    for key in ("tags", "names", "plan"):  # run_options: JSON text for qjm.runoptions
         out[key] = json.loads(out[key])
     return out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import math
 import numbers
 from collections.abc import Iterable
@@ -85,44 +83,3 @@ def check_tags(tags: Any) -> list[str]:
         if not isinstance(tag, str):
             raise TypeError(f"every tag must be a string, got {tag!r}")
     return tags
-
-
-def backend_option_names(backend: Any) -> set[str]:
-    """The run options a backend accepts: fields of ``backend.options`` and parameters of ``run``."""
-    names: set[str] = set()
-    options = getattr(backend, "options", None)
-    if options is not None:
-        try:
-            names.update(options.keys())
-        except AttributeError:
-            names.update(vars(options))
-    try:
-        params = list(inspect.signature(backend.run).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    for param in params[1:]:  # the first parameter takes the circuits
-        if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
-            names.add(param.name)
-    return names
-
-
-def check_run_options(backend: Any, run_options: dict[str, Any]) -> None:
-    """Raise ``ValueError`` for a keyword the backend does not know (it catches ``shot=1000``).
-
-    Raises:
-        ValueError: an unknown option, or a non-positive ``shots``.
-    """
-    known = backend_option_names(backend)
-    unknown = sorted(k for k in run_options if k not in known)
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, known, n=1)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(
-            f"unknown run option {', '.join(hints)} for backend {getattr(backend, 'name', backend)}: "
-            "it is neither a field of backend.options nor a parameter of backend.run. "
-            "Nothing was submitted."
-        )
-    if "shots" in run_options and run_options["shots"] is not None:
-        check_positive_int("shots", run_options["shots"])
