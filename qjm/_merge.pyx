@@ -237,10 +237,15 @@ cdef enum:
     TOO_WIDE = 2
 
 
-cdef inline int _hex_u64(const char* p, Py_ssize_t n, Py_ssize_t width, uint64_t* out) noexcept nogil:
+cdef inline int _hex_u64(const char* p, Py_ssize_t n, Py_ssize_t width, uint64_t* out,
+                         int* canon) noexcept nogil:
+    # with canon: clears canon[0] unless the string is spelled as hex() spells its value
+    # ("0x", lowercase digits, no leading zero); checked in the digit loop, at one AND per digit
     cdef Py_ssize_t i
     cdef uint64_t v = 0, lost = 0
-    cdef uint8_t d, bad = 0
+    cdef uint8_t d, bad = 0, lower = 0x20
+    cdef const char* s = p
+    cdef Py_ssize_t sn = n
     if p == NULL:
         return INVALID
     if n >= 2 and p[0] == 48 and (p[1] | 0x20) == 120:  # "0x" / "0X"
@@ -253,6 +258,7 @@ cdef inline int _hex_u64(const char* p, Py_ssize_t n, Py_ssize_t width, uint64_t
         for i in range(n):
             d = HEXVAL[<uint8_t>p[i]]
             bad |= d
+            lower &= <uint8_t>p[i]  # digits and "a".."f" have bit 0x20; "A".."F" do not
             v = (v << 4) | (d & 0x0F)
         if bad & 0xF0:
             return INVALID
@@ -261,11 +267,16 @@ cdef inline int _hex_u64(const char* p, Py_ssize_t n, Py_ssize_t width, uint64_t
             d = HEXVAL[<uint8_t>p[i]]
             if d == 0xFF:
                 return INVALID
+            lower &= <uint8_t>p[i]
             lost |= v >> 60
             v = (v << 4) | d
     if lost or (width < 64 and (v >> width) != 0):
         return TOO_WIDE
     out[0] = v
+    if canon != NULL and canon[0] and (
+        lower == 0 or sn - n != 2 or s[1] != 120 or (n > 1 and p[0] == 48)
+    ):
+        canon[0] = 0
     return OK
 
 
@@ -494,16 +505,16 @@ cdef int _parse_chunk(const char** ptrs, const Py_ssize_t* lens, Py_ssize_t coun
             if binary:
                 code = _bits_u64(ptrs[i], lens[i], width, vals + i)
             else:
-                code = _hex_u64(ptrs[i], lens[i], width, vals + i)
+                code = _hex_u64(ptrs[i], lens[i], width, vals + i, canon)
         elif binary:
             code = _bits_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
         else:
             code = _hex_packed(ptrs[i], lens[i], width, nb, rows + i * nb)
+            if code == OK and canon != NULL and canon[0] and not _hex_canonical(ptrs[i], lens[i]):
+                canon[0] = 0
         if code != OK:
             err[0] = i
             return code
-        if canon != NULL and canon[0] and not _hex_canonical(ptrs[i], lens[i]):
-            canon[0] = 0
     err[0] = -1
     return OK
 
