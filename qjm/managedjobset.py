@@ -224,9 +224,7 @@ class ManagedJobSet:
         """Start submitting every job on the pool; returns at once."""
         pool = self._pool()
         for mj in self._managed:
-            options = job_options(
-                run_options, mj.start_index, mj.end_index + 1, mj.shots, mj.seed
-            )
+            options = job_options(run_options, mj.start_index, mj.end_index + 1, mj.shots, mj.seed)
             chunk = circuits[mj.start_index : mj.end_index + 1]
             self._submit_futures.append(pool.submit(self._submit_one, mj, chunk, options))
 

@@ -14,7 +14,7 @@ from qjm._kernels import kernels
 from qjm.exceptions import ManagedResultDataNotAvailable
 from qjm.lookup import ExperimentIndex
 from qjm.plan import Plan
-from qjm.records import ExperimentRecord, JobRecord, fresh
+from qjm.records import ExperimentRecord, JobRecord, fresh, outcomes_at
 
 
 class ColumnarCounts(Counts):
@@ -56,6 +56,16 @@ def _counts_from_arrays(record: ExperimentRecord) -> ColumnarCounts:
     out.memory_slots = header.get("memory_slots")
     out.time_taken = fresh(header.get("time_taken"))
     return out
+
+
+def _parity(outcomes: np.ndarray) -> np.ndarray:
+    """Parity (0 or 1) of the set bits of each outcome (uint64 or packed-bit rows)."""
+    if outcomes.ndim == 2:
+        return np.unpackbits(outcomes, axis=1).sum(axis=1, dtype=np.int64) & 1
+    x = outcomes.astype(np.uint64)
+    for shift in (32, 16, 8, 4, 2, 1):
+        x ^= x >> np.uint64(shift)
+    return (x & np.uint64(1)).astype(np.int64)
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -337,13 +347,36 @@ class ManagedResults:
             ValueError: an index is out of range or repeated.
         """
         record = self._experiment(experiment)
-        if record.counts is None:
-            raise QiskitError(f'No counts for experiment "{experiment!r}"')
+        keys, values = self._histogram(record, experiment)
         indices = [int(i) for i in indices]
-        keys, values = kernels.marginal_counts(
-            record.counts[0], record.counts[1], indices, record.width
-        )
+        if values.dtype.kind == "f":
+            # counts that are not integers: marginalise each key, then add up the weights
+            marginal = kernels.marginal_memory(keys, indices, record.width)
+            keys, where = np.unique(marginal, axis=0, return_inverse=True)
+            values = np.bincount(where.reshape(-1), weights=values, minlength=len(keys))
+        else:
+            keys, values = kernels.marginal_counts(keys, values, indices, record.width)
         return dict(zip(kernels.format_bits(keys, len(indices), None), values.tolist()))
+
+    @staticmethod
+    def _histogram(record: ExperimentRecord, experiment: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, counts) of an experiment: the merge engine's arrays, or for counts kept as the
+        backend sent them because they are not integers (quasi-probabilities, say), their keys
+        as outcomes and their values as floats."""
+        if record.counts is not None:
+            return record.counts
+        counts = record.data.get("counts")
+        if isinstance(counts, dict):
+            try:
+                keys = outcomes_at(list(counts), record.width)
+                values = np.array([float(v) for v in counts.values()], dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise QiskitError(
+                    f'The counts of experiment "{experiment!r}" are not outcomes with numeric '
+                    f"counts ({exc}); read them with get_counts()"
+                ) from exc
+            return keys, values
+        raise QiskitError(f'No counts for experiment "{experiment!r}"')
 
     def marginal_memory(self, experiment: Any, indices: list[int]) -> np.ndarray:
         """Per-shot outcomes of the clbits ``indices`` only, as an array (see :meth:`memory_array`).
@@ -369,8 +402,7 @@ class ManagedResults:
             ValueError: a letter other than Z or I, or a length other than the clbit count.
         """
         record = self._experiment(experiment)
-        if record.counts is None:
-            raise QiskitError(f'No counts for experiment "{experiment!r}"')
+        keys, values = self._histogram(record, experiment)
         if not isinstance(pauli, str) or set(pauli.upper()) - {"Z", "I"}:
             raise ValueError(f"pauli must be a string of Z and I, got {pauli!r}")
         if len(pauli) != record.width:
@@ -382,7 +414,18 @@ class ManagedResults:
         for k, letter in enumerate(reversed(pauli.upper())):
             if letter == "Z":
                 mask |= 1 << k
-        return float(kernels.expectation_z(record.counts[0], record.counts[1], mask))
+        if values.dtype.kind != "f":
+            return float(kernels.expectation_z(keys, values, mask))
+        # counts that are not integers: the weighted parity, in numpy
+        z = [k for k in range(record.width) if mask >> k & 1]
+        parity = (
+            np.zeros(len(keys), dtype=np.uint64)
+            if not z
+            else kernels.marginal_memory(keys, z, record.width)
+        )
+        odd = _parity(parity)
+        total = values.sum()
+        return float(np.dot(values, 1.0 - 2.0 * odd) / total) if total else float("nan")
 
     def __repr__(self) -> str:
         return (

@@ -189,6 +189,16 @@ class _Outcomes:
             self.array = kernels.parse_bits(self.items, width)
         self.width = width
 
+    def exactly(self, width: int) -> np.ndarray:
+        """Parsed at exactly ``width`` bits (ValueError when an outcome is wider)."""
+        if self.kind == "int":
+            if any(v.bit_length() > width for v in self.items):
+                raise ValueError(f"an outcome does not fit in {width} bits")
+            self.array, self.width = _ints_to_outcomes(self.items, width), width
+        else:
+            self._parse_at(width)
+        return self.array
+
     def at(self, width: int) -> np.ndarray:
         """The outcomes in the representation of ``width`` bits (parsed again if need be)."""
         if width != self.width and (width > 64 or self.width > 64):
@@ -196,6 +206,20 @@ class _Outcomes:
             self.parse(width)
             self.exact = exact
         return self.array
+
+
+def outcomes_at(items: list, width: int) -> np.ndarray:
+    """Outcomes (hex, binary or integer keys, as qiskit's ``Counts`` reads them) in the kernels'
+    representation of ``width`` bits.
+
+    Raises:
+        ValueError: not outcomes, or one wider than ``width``.
+    """
+    try:
+        outcomes = _Outcomes(list(items))
+    except _NotOutcomes as exc:
+        raise ValueError(str(exc)) from exc
+    return outcomes.exactly(width)
 
 
 def _kind(items: list) -> str:
