@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+cimport cython
 cimport numpy as cnp
 
 cdef extern from "Python.h":
@@ -44,6 +45,8 @@ __all__ = [
     "marginal_counts",
     "marginal_memory",
     "expectation_z",
+    "bitarray_counts",
+    "join_shots",
 ]
 
 
@@ -1200,6 +1203,431 @@ def merge_counts(keys_list, counts_list) -> tuple:
             raise ValueError("all parts must use the same outcome representation")
         _check_pair(k, c)
     return _merge_arrays(ks, cs)
+
+
+# --------------------------------------------------------------------------------------------
+# bit arrays: qiskit's BitArray.array (Sampler V2 results)
+# --------------------------------------------------------------------------------------------
+
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    static inline int qjm_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
+    /* Rows of nb <= 8 big-endian bytes to integers, masked; also their OR, AND and maximum.
+       One loop per row width, so that the compiler unrolls the loop over the bytes. */
+    #define QJM_ROWS_CASE(NB)                                                   \\
+        case NB:                                                                \\
+            for (i = 0; i < n; i++) {                                           \\
+                const uint8_t* p = rows + i * (NB);                             \\
+                uint64_t v = 0;                                                 \\
+                int j;                                                          \\
+                for (j = 0; j < (NB); j++) v = (v << 8) | p[j];                 \\
+                v &= mask;                                                      \\
+                out[i] = v;                                                     \\
+                o |= v;                                                         \\
+                a &= v;                                                         \\
+                if (v > m) m = v;                                               \\
+            }                                                                   \\
+            break;
+    static void qjm_rows_u64(const uint8_t* rows, Py_ssize_t n, int nb, uint64_t mask,
+                             uint64_t* out, uint64_t* or_, uint64_t* and_, uint64_t* max_) {
+        Py_ssize_t i;
+        uint64_t o = 0, a = ~(uint64_t)0, m = 0;
+        switch (nb) {
+            QJM_ROWS_CASE(0)
+            QJM_ROWS_CASE(1)
+            QJM_ROWS_CASE(2)
+            QJM_ROWS_CASE(3)
+            QJM_ROWS_CASE(4)
+            QJM_ROWS_CASE(5)
+            QJM_ROWS_CASE(6)
+            QJM_ROWS_CASE(7)
+            QJM_ROWS_CASE(8)
+        }
+        *or_ = o;
+        *and_ = a;
+        *max_ = m;
+    }
+    """
+    int qjm_ctz64(unsigned long long x) nogil
+    void qjm_rows_u64(const uint8_t* rows, Py_ssize_t n, int nb, uint64_t mask, uint64_t* out,
+                      uint64_t* or_, uint64_t* and_, uint64_t* max_) nogil
+
+
+# counting reads keys below this bound straight into a table of one count per possible value
+# (when the table is also no larger than about twice the number of shots)
+cdef uint64_t DIRECT_MAX = 1 << 20
+# bits per digit of the radix sort of bare keys (a 2048-entry histogram per pass stays in L1)
+cdef int RADIX_BITS = 11
+
+
+cdef uint64_t* _radix_sort_u64(uint64_t* a, uint64_t* tmp, Py_ssize_t n, int lo,
+                               int span) noexcept nogil:
+    """LSD radix sort of keys that differ only in bits lo..lo+span-1, in passes of at most
+    RADIX_BITS bits (27 varying bits: 3 passes of 9); a pass whose digit is the same in every
+    key is skipped. Returns the buffer (a or tmp) holding the sorted keys, or NULL when out of
+    memory."""
+    cdef int passes = (span + RADIX_BITS - 1) // RADIX_BITS
+    cdef int bits = (span + passes - 1) // passes
+    cdef Py_ssize_t size = (<Py_ssize_t>1) << bits, i, s, t
+    cdef uint64_t dmask = (<uint64_t>1 << bits) - 1
+    cdef Py_ssize_t* hist = <Py_ssize_t*>calloc(passes * size, sizeof(Py_ssize_t))
+    cdef Py_ssize_t* h
+    cdef uint64_t* src = a
+    cdef uint64_t* dst = tmp
+    cdef uint64_t* sw
+    cdef uint64_t k
+    cdef int p, shift
+    if hist == NULL:
+        return NULL
+    for i in range(n):
+        k = a[i] >> lo
+        for p in range(passes):
+            hist[p * size + ((k >> (p * bits)) & dmask)] += 1
+    for p in range(passes):
+        h = hist + p * size
+        shift = lo + p * bits
+        if h[(a[0] >> shift) & dmask] == n:
+            continue  # every key has the same digit here
+        s = 0
+        for i in range(size):
+            t = h[i]
+            h[i] = s
+            s += t
+        for i in range(n):
+            k = src[i]
+            t = (k >> shift) & dmask
+            dst[h[t]] = k
+            h[t] += 1
+        sw = src
+        src = dst
+        dst = sw
+    free(hist)
+    return src
+
+
+cdef int _count_u64(uint64_t* keys, uint64_t* tmp, Py_ssize_t n, uint64_t kor, uint64_t kand,
+                    uint64_t kmax, uint64_t** ukeys, int64_t** ucounts,
+                    Py_ssize_t* nresult) noexcept nogil:
+    """Counts the n keys (their OR, AND and maximum given). On return ``*ukeys`` holds the
+    distinct keys in ascending order and ``*ucounts`` how often each occurs: they are ``keys``
+    and ``tmp`` (as int64), one each, both overwritten.
+
+    Small keys are counted in a direct table; then, while the distinct keys fit a cache-sized
+    hash table (as merge_counts), there; past that the keys are radix sorted (only the bits in
+    which they differ) and equal neighbours counted.
+    """
+    cdef Py_ssize_t i, j, u = 0, cap = 1024, mask, slot, pos
+    cdef uint64_t k, diff = kor ^ kand
+    cdef uint64_t* s
+    cdef int64_t* c
+    cdef int64_t* table64
+    cdef int64_t max_count = 0
+    cdef Pair* table
+    cdef Pair* a
+    cdef Pair* srt
+    cdef int lo
+    ukeys[0] = keys
+    ucounts[0] = <int64_t*>tmp
+    nresult[0] = 0
+    if n == 0:
+        return MERGE_OK
+    c = <int64_t*>tmp
+    if diff == 0:  # one outcome only
+        keys[0] = kand
+        c[0] = n
+        nresult[0] = 1
+        return MERGE_OK
+
+    # 1. a direct table: one count per possible value
+    if kmax < DIRECT_MAX and <Py_ssize_t>kmax < 2 * n + 1024:
+        table64 = <int64_t*>calloc(<Py_ssize_t>kmax + 1, sizeof(int64_t))
+        if table64 == NULL:
+            return MERGE_NOMEM
+        for i in range(n):
+            table64[keys[i]] += 1
+        for i in range(<Py_ssize_t>kmax + 1):
+            if table64[i]:
+                keys[u] = <uint64_t>i
+                c[u] = table64[i]
+                u += 1
+        free(table64)
+        nresult[0] = u
+        return MERGE_OK
+
+    # 2. a hash table while the distinct keys fit in cache
+    while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * n:
+        cap *= 2
+    table = <Pair*>malloc(cap * sizeof(Pair))
+    if table == NULL:
+        return MERGE_NOMEM
+    for i in range(cap):
+        table[i].key = EMPTY_KEY
+        table[i].count = 0
+    mask = cap - 1
+    for i in range(n):
+        k = keys[i]
+        if k == EMPTY_KEY:  # all 64 bits set: the table's empty mark, counted aside
+            max_count += 1
+            continue
+        slot = _mix(k) & mask
+        while table[slot].key != k and table[slot].key != EMPTY_KEY:
+            slot = (slot + 1) & mask
+        if table[slot].key == EMPTY_KEY:
+            if 2 * (u + 1) > cap:  # too many distinct keys: sort them all instead
+                u = -1
+                break
+            table[slot].key = k
+            table[slot].count = 1
+            u += 1
+        else:
+            table[slot].count += 1
+    if u >= 0:
+        a = <Pair*>malloc(2 * (u + 1) * sizeof(Pair))
+        if a == NULL:
+            free(table)
+            return MERGE_NOMEM
+        pos = 0
+        for i in range(cap):
+            if table[i].key != EMPTY_KEY:
+                a[pos] = table[i]
+                pos += 1
+        free(table)
+        if max_count:
+            a[pos].key = EMPTY_KEY
+            a[pos].count = max_count
+            pos += 1
+        srt = _radix_sort_pairs(a, a + u + 1, pos)
+        for i in range(pos):
+            keys[i] = srt[i].key
+            c[i] = srt[i].count
+        free(a)
+        nresult[0] = pos
+        return MERGE_OK
+    free(table)
+
+    # 3. radix sort of the keys, then one pass counting runs of equal keys
+    lo = qjm_ctz64(diff)
+    s = _radix_sort_u64(keys, tmp, n, lo, 64 - qjm_clz64(diff) - lo)
+    if s == NULL:
+        return MERGE_NOMEM
+    c = <int64_t*>(tmp if s == keys else keys)
+    i = 0
+    u = 0
+    while i < n:
+        k = s[i]
+        j = i + 1
+        while j < n and s[j] == k:
+            j += 1
+        s[u] = k  # u <= i: nothing unread is overwritten
+        c[u] = j - i
+        u += 1
+        i = j
+    ukeys[0] = s
+    ucounts[0] = c
+    nresult[0] = u
+    return MERGE_OK
+
+
+def _check_num_bits(num_bits):
+    num_bits = operator.index(num_bits)
+    if num_bits < 0:
+        raise ValueError(f"num_bits must be >= 0, got {num_bits}")
+    return num_bits
+
+
+@cython.wraparound(True)  # negative indices below: shape[-1] is nbytes
+def _bit_rows(array, num_bits):
+    """A BitArray's array as validated C-contiguous ``(rows, nbytes)`` uint8 rows."""
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        raise ValueError(f"a bit array must be uint8, got dtype {a.dtype}")
+    if a.ndim < 2:
+        raise ValueError(
+            f"a bit array has shape (*shape, shots, nbytes), got {a.ndim} dimension(s)"
+        )
+    nb = (num_bits + 7) // 8
+    if a.shape[-1] != nb:
+        raise ValueError(f"{num_bits} bits take {nb} bytes per shot, but the array has {a.shape[-1]}")
+    n = 1
+    for d in a.shape[:-1]:
+        n *= d
+    return np.ascontiguousarray(a).reshape(n, nb)
+
+
+@cython.wraparound(True)  # negative indices below: shape[-1] is nbytes
+def _shot_parts(arrays):
+    """The shot parts of join_shots as validated C-contiguous uint8 arrays."""
+    if isinstance(arrays, np.ndarray):
+        raise TypeError("arrays must be a sequence of arrays, not one array")
+    parts = [np.asarray(a) for a in arrays]
+    if not parts:
+        raise ValueError("join_shots needs at least one array")
+    for i, a in enumerate(parts):
+        if a.dtype != np.uint8:
+            raise ValueError(f"shot part {i} must be uint8, got dtype {a.dtype}")
+        if a.ndim < 2:
+            raise ValueError(
+                f"shot part {i} must have shape (*shape, shots, nbytes), got {a.ndim} dimension(s)"
+            )
+    first = parts[0]
+    for i, a in enumerate(parts):
+        if a.shape[-1] != first.shape[-1]:
+            raise ValueError(
+                f"shot part {i} has {a.shape[-1]} bytes per shot, but part 0 has {first.shape[-1]}"
+            )
+        if a.shape[:-2] != first.shape[:-2]:
+            raise ValueError(
+                f"shot part {i} has shape {a.shape[:-2]}, but part 0 has {first.shape[:-2]}"
+            )
+    return [np.ascontiguousarray(a) for a in parts]
+
+
+def bitarray_counts(array, num_bits) -> tuple:
+    """Histogram of the outcomes of a packed-bit array as qiskit's ``BitArray`` holds them.
+
+    bitarray_counts(array: np.ndarray, num_bits: int) -> tuple[np.ndarray, np.ndarray]
+
+    ``array`` is uint8 of shape ``(*shape, shots, nbytes)`` with ``nbytes == ceil(num_bits / 8)``,
+    big-endian rows (``BitArray.array``); every row counts, over all of ``shape``. Bits above
+    ``num_bits`` in a row's first byte are ignored, as ``BitArray.get_counts`` ignores them.
+    Returns (keys, counts): the distinct outcomes in ascending order in the representation for
+    ``num_bits`` bits, and how often each occurs (int64), so that
+    ``dict(zip(format_bits(keys, num_bits, None), counts.tolist()))`` equals
+    ``BitArray(array, num_bits).get_counts()``. Raises ValueError for a negative ``num_bits``,
+    an array that is not uint8, has fewer than 2 dimensions or rows of another size.
+    """
+    cdef PyThreadState* _ts = NULL
+    num_bits = _check_num_bits(num_bits)
+    cdef cnp.ndarray a = _bit_rows(array, num_bits)
+    cdef Py_ssize_t nbits = num_bits  # fits: the rows have ceil(num_bits / 8) bytes
+    cdef Py_ssize_t n = a.shape[0], nb = a.shape[1], i, nres = 0
+    cdef const uint8_t* rp = <const uint8_t*>_data(a)
+    cdef uint8_t* copy = NULL
+    cdef uint8_t top
+    cdef uint64_t* keys = NULL
+    cdef uint64_t* tmp = NULL
+    cdef uint64_t* ukeys = NULL
+    cdef int64_t* ucounts = NULL
+    cdef uint64_t kor = 0, kand = 0, kmax = 0
+    cdef int64_t* ones = NULL
+    cdef const uint8_t** urows = NULL
+    cdef bint stray = False
+    cdef int rc = MERGE_OK
+    cdef cnp.ndarray out_k, out_c
+    cdef uint8_t* orp
+    try:
+        if nbits <= 64:
+            out_c = np.empty(0, dtype=np.int64)
+            if n == 0:
+                return np.zeros(0, dtype=np.uint64), out_c
+            keys = <uint64_t*>malloc(n * sizeof(uint64_t))
+            tmp = <uint64_t*>malloc(n * sizeof(uint64_t))
+            if keys == NULL or tmp == NULL:
+                raise MemoryError()
+            _ts = _release(n >= NOGIL_MIN)
+            qjm_rows_u64(rp, n, <int>nb, EMPTY_KEY if nbits == 64 else ((<uint64_t>1 << nbits) - 1),
+                         keys, &kor, &kand, &kmax)
+            rc = _count_u64(keys, tmp, n, kor, kand, kmax, &ukeys, &ucounts, &nres)
+            _reacquire(_ts)
+            _raise_merge(rc)
+            out_k = np.empty(nres, dtype=np.uint64)
+            out_c = np.empty(nres, dtype=np.int64)
+            _ts = _release(nres >= NOGIL_MIN)
+            memcpy(_data(out_k), ukeys, nres * sizeof(uint64_t))
+            memcpy(_data(out_c), ucounts, nres * sizeof(int64_t))
+            _reacquire(_ts)
+            return out_k, out_c
+        # packed rows: stray bits above num_bits masked off in a copy, then merge_counts' rows
+        # path with a count of one per row
+        if n == 0:
+            return np.zeros((0, nb), dtype=np.uint8), np.zeros(0, dtype=np.int64)
+        ones = <int64_t*>malloc(n * sizeof(int64_t))
+        if ones == NULL:
+            raise MemoryError()
+        _ts = _release(n >= NOGIL_MIN)
+        if nbits % 8:
+            top = <uint8_t>((1 << (nbits % 8)) - 1)
+            for i in range(n):
+                if rp[i * nb] & ~top:
+                    stray = True
+                    break
+            if stray:
+                copy = <uint8_t*>malloc(n * nb)
+                if copy == NULL:
+                    rc = MERGE_NOMEM
+                else:
+                    memcpy(copy, rp, n * nb)
+                    for i in range(n):
+                        copy[i * nb] &= top
+                    rp = copy
+        if rc == MERGE_OK:
+            for i in range(n):
+                ones[i] = 1
+            rc = _merge_rows(&rp, <const int64_t**>&ones, &n, 1, nb, &urows, &ucounts, &nres)
+        _reacquire(_ts)
+        _raise_merge(rc)
+        out_k = np.empty((nres, nb), dtype=np.uint8)
+        out_c = np.empty(nres, dtype=np.int64)
+        orp = <uint8_t*>_data(out_k)
+        _ts = _release(nres >= NOGIL_MIN)
+        for i in range(nres):
+            memcpy(orp + i * nb, urows[i], nb)
+        memcpy(_data(out_c), ucounts, nres * sizeof(int64_t))
+        _reacquire(_ts)
+        return out_k, out_c
+    finally:
+        free(keys)
+        free(tmp)
+        free(ones)
+        free(copy)
+        free(<void*>urows)
+        if nbits > 64:
+            free(ucounts)
+
+
+@cython.wraparound(True)  # negative indices below: shape[-1] is nbytes
+def join_shots(arrays) -> np.ndarray:
+    """Join the bit arrays of several shot parts of one PUB along the shots axis, in order.
+
+    join_shots(arrays: Sequence[np.ndarray]) -> np.ndarray
+
+    Each array is uint8 of shape ``(*shape, shots_i, nbytes)`` (``BitArray.array``), with the same
+    ``shape`` and ``nbytes``; the result is a new C-contiguous uint8 array of shape
+    ``(*shape, sum(shots_i), nbytes)``, as ``BitArray.concatenate_shots`` of the parts gives. Raises
+    ValueError for no arrays, an array that is not uint8 or has fewer than 2 dimensions, or
+    arrays whose ``shape`` or ``nbytes`` differ; TypeError for one array instead of a sequence.
+    """
+    cdef PyThreadState* _ts = NULL
+    parts = _shot_parts(arrays)
+    first = parts[0]
+    lead = tuple(first.shape[:-2])
+    cdef Py_ssize_t nparts = len(parts), nb = first.shape[-1], total = 0, outer = 1, p, l
+    for p in range(nparts):
+        total += parts[p].shape[-2]
+    for d in lead:
+        outer *= d
+    cdef cnp.ndarray out = np.empty(lead + (total, nb), dtype=np.uint8)
+    cdef const uint8_t** src = <const uint8_t**>malloc(nparts * sizeof(uint8_t*))
+    cdef Py_ssize_t* size = <Py_ssize_t*>malloc(nparts * sizeof(Py_ssize_t))
+    cdef uint8_t* dst = <uint8_t*>_data(out)
+    try:
+        if src == NULL or size == NULL:
+            raise MemoryError()
+        for p in range(nparts):
+            src[p] = <const uint8_t*>_data(<cnp.ndarray>parts[p])
+            size[p] = parts[p].shape[-2] * nb  # bytes of the part per entry of shape
+        _ts = _release(outer * total >= NOGIL_MIN)
+        for l in range(outer):
+            for p in range(nparts):
+                memcpy(dst, src[p] + l * size[p], size[p])
+                dst += size[p]
+        _reacquire(_ts)
+    finally:
+        free(src)
+        free(size)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ __all__ = [
     "marginal_counts",
     "marginal_memory",
     "expectation_z",
+    "bitarray_counts",
+    "join_shots",
 ]
 
 _INT64_MAX = (1 << 63) - 1
@@ -444,6 +446,105 @@ def merge_counts(
     keys = np.concatenate(ks) if len(ks) > 1 else ks[0]
     counts = np.concatenate(cs) if len(cs) > 1 else cs[0]
     return _merge_sorted_groups(keys, counts)
+
+
+# --------------------------------------------------------------------------------------------
+# bit arrays: qiskit's BitArray.array (Sampler V2 results)
+# --------------------------------------------------------------------------------------------
+
+
+def _check_num_bits(num_bits: int) -> int:
+    num_bits = operator.index(num_bits)
+    if num_bits < 0:
+        raise ValueError(f"num_bits must be >= 0, got {num_bits}")
+    return num_bits
+
+
+def _bit_rows(array, num_bits: int) -> np.ndarray:
+    """A BitArray's array as validated C-contiguous ``(rows, nbytes)`` uint8 rows."""
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        raise ValueError(f"a bit array must be uint8, got dtype {a.dtype}")
+    if a.ndim < 2:
+        raise ValueError(
+            f"a bit array has shape (*shape, shots, nbytes), got {a.ndim} dimension(s)"
+        )
+    nb = (num_bits + 7) // 8
+    if a.shape[-1] != nb:
+        raise ValueError(
+            f"{num_bits} bits take {nb} bytes per shot, but the array has {a.shape[-1]}"
+        )
+    n = 1
+    for d in a.shape[:-1]:
+        n *= d
+    return np.ascontiguousarray(a).reshape(n, nb)
+
+
+def _shot_parts(arrays) -> list[np.ndarray]:
+    """The shot parts of join_shots as validated C-contiguous uint8 arrays."""
+    if isinstance(arrays, np.ndarray):
+        raise TypeError("arrays must be a sequence of arrays, not one array")
+    parts = [np.asarray(a) for a in arrays]
+    if not parts:
+        raise ValueError("join_shots needs at least one array")
+    for i, a in enumerate(parts):
+        if a.dtype != np.uint8:
+            raise ValueError(f"shot part {i} must be uint8, got dtype {a.dtype}")
+        if a.ndim < 2:
+            raise ValueError(
+                f"shot part {i} must have shape (*shape, shots, nbytes), got {a.ndim} dimension(s)"
+            )
+    first = parts[0]
+    for i, a in enumerate(parts):
+        if a.shape[-1] != first.shape[-1]:
+            raise ValueError(
+                f"shot part {i} has {a.shape[-1]} bytes per shot, but part 0 has {first.shape[-1]}"
+            )
+        if a.shape[:-2] != first.shape[:-2]:
+            raise ValueError(
+                f"shot part {i} has shape {a.shape[:-2]}, but part 0 has {first.shape[:-2]}"
+            )
+    return [np.ascontiguousarray(a) for a in parts]
+
+
+def bitarray_counts(array: np.ndarray, num_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram of the outcomes of a packed-bit array as qiskit's ``BitArray`` holds them.
+
+    ``array`` is uint8 of shape ``(*shape, shots, nbytes)`` with ``nbytes == ceil(num_bits / 8)``,
+    big-endian rows (``BitArray.array``); every row counts, over all of ``shape``. Bits above
+    ``num_bits`` in a row's first byte are ignored, as ``BitArray.get_counts`` ignores them.
+    Returns (keys, counts): the distinct outcomes in ascending order in the representation for
+    ``num_bits`` bits, and how often each occurs (int64), so that
+    ``dict(zip(format_bits(keys, num_bits, None), counts.tolist()))`` equals
+    ``BitArray(array, num_bits).get_counts()``. Raises ValueError for a negative ``num_bits``,
+    an array that is not uint8, has fewer than 2 dimensions or rows of another size.
+    """
+    num_bits = _check_num_bits(num_bits)
+    rows = _bit_rows(array, num_bits)
+    n, nb = rows.shape
+    if num_bits % 8:
+        rows = rows.copy()
+        rows[:, 0] &= (1 << (num_bits % 8)) - 1
+    if num_bits > 64:
+        return _merge_sorted_groups(rows, np.ones(n, dtype=np.int64))
+    wide = np.zeros((n, 8), dtype=np.uint8)
+    wide[:, 8 - nb :] = rows
+    keys = wide.view(">u8").reshape(n).astype(np.uint64)
+    uniq, counts = np.unique(keys, return_counts=True)
+    return np.ascontiguousarray(uniq, dtype=np.uint64), counts.astype(np.int64)
+
+
+def join_shots(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Join the bit arrays of several shot parts of one PUB along the shots axis, in order.
+
+    Each array is uint8 of shape ``(*shape, shots_i, nbytes)`` (``BitArray.array``), with the same
+    ``shape`` and ``nbytes``; the result is a new C-contiguous uint8 array of shape
+    ``(*shape, sum(shots_i), nbytes)``, as ``BitArray.concatenate_shots`` of the parts gives. Raises
+    ValueError for no arrays, an array that is not uint8 or has fewer than 2 dimensions, or
+    arrays whose ``shape`` or ``nbytes`` differ; TypeError for one array instead of a sequence.
+    """
+    parts = _shot_parts(arrays)
+    return np.ascontiguousarray(np.concatenate(parts, axis=-2))
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,8 +8,11 @@ import uuid
 from typing import Any
 
 from qjm.exceptions import JobManagerUnknownJobSet
+from qjm.kinds import kind_by_name, kind_for
 from qjm.managedjobset import ManagedJobSet
 from qjm.plan import Plan, chunk_size, make_plan, payload_bounds, split_shots
+from qjm.pubs import bounds as piece_bounds
+from qjm.pubs import cut, piece_pub
 from qjm.runoptions import (
     SEED_OPTION,
     check_parameter_binds,
@@ -77,7 +80,7 @@ class JobManager:
     def run(
         self,
         circuits: Any,
-        backend: Any,
+        backend: Any = None,
         name: str | None = None,
         max_experiments_per_job: int | None = None,
         max_workers: int = DEFAULT_MAX_WORKERS,
@@ -86,15 +89,28 @@ class JobManager:
         job_tags: list[str] | None = None,
         check_options: bool = True,
         job_share_level: Any = None,
+        sampler: Any = None,
+        estimator: Any = None,
+        max_pubs_per_job: int | None = None,
+        max_executions_per_job: int | None = None,
         **run_options: Any,
     ) -> ManagedJobSet:
-        """Split ``circuits`` into jobs and submit them concurrently; returns at once.
+        """Split the work into jobs and submit them concurrently; returns at once.
 
-        The whole batch is checked before anything is submitted.
+        The whole batch is checked before anything is submitted. Exactly one of ``backend``
+        (circuits), ``sampler`` and ``estimator`` (PUBs) says what runs the work.
 
         Args:
-            circuits: a ``QuantumCircuit`` or a list of them.
-            backend: the backend to run them on (any ``BackendV2``).
+            circuits: a ``QuantumCircuit`` or a list of them; with ``sampler=`` or
+                ``estimator=``, a list of PUBs.
+            backend: the backend to run circuits on (any ``BackendV2``).
+            sampler: a Sampler V2 to run sampler PUBs on (``shots=`` goes to its ``run``).
+            estimator: an Estimator V2 to run estimator PUBs on (``precision=`` goes to its
+                ``run``).
+            max_pubs_per_job: at most this many PUBs (or pieces of PUBs) per job.
+            max_executions_per_job: at most this many executions per job (parameter sets x
+                shots for a sampler, parameter sets x observables for an estimator); a PUB
+                over it alone is cut along its parameter sweep and joined back in the results.
             name: a name for the job set.
             max_experiments_per_job: at most this many circuits per job; the backend's own limit
                 (``max_circuits``) is never exceeded. None: the backend's limit, or one job.
@@ -121,11 +137,31 @@ class JobManager:
                 ``parameter_binds`` that do not give one value per parameter per circuit.
             TypeError: a non-circuit, or a limit that is not an integer.
         """
-        circuits = check_circuits(circuits)
-        if backend is None or not callable(getattr(backend, "run", None)):
-            raise TypeError(
-                f"backend must be a qiskit backend with a run() method, not {backend!r}"
+        kind = kind_for(backend, sampler, estimator)
+        if kind.name != "circuits":
+            return self._run_pubs(
+                kind,
+                circuits,
+                name=name,
+                tags=tags if tags is not None else job_tags,
+                max_workers=max_workers,
+                max_pubs_per_job=max_pubs_per_job,
+                max_executions_per_job=max_executions_per_job,
+                max_shots_per_job=max_shots_per_job,
+                check_options=check_options,
+                unused={
+                    "max_experiments_per_job": max_experiments_per_job,
+                    "job_share_level": job_share_level,
+                },
+                run_options=run_options,
             )
+        for unused, value in (
+            ("max_pubs_per_job", max_pubs_per_job),
+            ("max_executions_per_job", max_executions_per_job),
+        ):
+            if value is not None:
+                raise ValueError(f"{unused} is for sampler= and estimator= work, not backend=")
+        circuits = check_circuits(circuits)
         max_experiments_per_job = check_positive_int(
             "max_experiments_per_job", max_experiments_per_job
         )
@@ -164,20 +200,96 @@ class JobManager:
             max_workers=max_workers,
             seeds=job_seeds(plan, seed),
             unstored_options=unstored,
+            kind=kind,
         )
+        return self._start(job_set, plan.to_dict(), options_json, circuits, run_options)
+
+    def _start(
+        self,
+        job_set: ManagedJobSet,
+        plan: dict,
+        options_json: str,
+        items: list,
+        run_options: dict[str, Any],
+    ) -> ManagedJobSet:
+        """Store a new job set and start submitting its jobs."""
+        plan = dict(plan, kind=job_set._kind_name)
+        if job_set._layout is not None:
+            plan["layout"] = job_set._layout
         self._store.add_job_set(
             job_set.job_set_id(),
-            name,
-            tags,
+            job_set.name(),
+            job_set.tags(),
             job_set.backend_name(),
-            [c.name for c in circuits],
-            plan.to_dict(),
+            list(job_set._index.names),
+            plan,
             options_json,
         )
         with self._lock:
             self._job_sets[job_set.job_set_id()] = job_set
-        job_set._submit_all(circuits, run_options)
+        job_set._submit_all(items, run_options)
         return job_set
+
+    def _run_pubs(
+        self,
+        kind: Any,
+        work: Any,
+        *,
+        name: str | None,
+        tags: Any,
+        max_workers: int,
+        max_pubs_per_job: int | None,
+        max_executions_per_job: int | None,
+        max_shots_per_job: int | None,
+        check_options: bool,
+        unused: dict[str, Any],
+        run_options: dict[str, Any],
+    ) -> ManagedJobSet:
+        """``run`` for sampler and estimator work: PUBs cut into pieces, pieces into jobs."""
+        for key, value in unused.items():
+            if value is not None:
+                raise ValueError(f"{key} is for backend= work, not {kind.name}=")
+        max_pubs_per_job = check_positive_int("max_pubs_per_job", max_pubs_per_job)
+        max_executions_per_job = check_positive_int(
+            "max_executions_per_job", max_executions_per_job
+        )
+        max_workers = check_positive_int("max_workers", max_workers, allow_none=False)
+        max_shots_per_job = check_positive_int("max_shots_per_job", max_shots_per_job)
+        if max_shots_per_job is not None:
+            raise ValueError(
+                "max_shots_per_job is not supported for PUBs yet: cut the PUB's shots yourself "
+                "(several PUBs of fewer shots) or use max_executions_per_job"
+            )
+        tags = check_tags(tags)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, not {name!r}")
+        if "shots" in run_options and run_options["shots"] is not None:
+            check_positive_int("shots", run_options["shots"])
+        kind.check_options(run_options, check=bool(check_options))
+        pubs = kind.coerce(work, run_options)
+        pieces = cut(pubs, max_executions_per_job)
+        bounds = piece_bounds(pieces, max_pubs_per_job, max_executions_per_job)
+        plan = make_plan(len(pieces), len(pieces), None, bounds)
+        items = [piece_pub(pubs[p.pub], p) for p in pieces]
+        options_json, unstored = encode_run_options(dict(run_options))
+        job_set = ManagedJobSet(
+            job_set_id=uuid.uuid4().hex,
+            name=name,
+            tags=tags,
+            plan=plan,
+            names=[pubs[p.pub].circuit.name for p in pieces],
+            backend=kind.target,
+            backend_name=kind.target_name(),
+            store=self._store,
+            max_workers=max_workers,
+            unstored_options=unstored,
+            kind=kind,
+            layout={
+                "shapes": [list(pub.shape) for pub in pubs],
+                "pieces": [[p.pub, p.start, p.stop] for p in pieces],
+            },
+        )
+        return self._start(job_set, plan.to_dict(), options_json, items, run_options)
 
     @staticmethod
     def _plan(
@@ -221,6 +333,8 @@ class JobManager:
         refresh: bool = False,
         max_workers: int | None = None,
         provider: Any = None,
+        sampler: Any = None,
+        estimator: Any = None,
     ) -> ManagedJobSet:
         """A job set from the store, by id, with every result fetched so far.
 
@@ -234,12 +348,20 @@ class JobManager:
             provider: the old job manager's second argument: a provider whose
                 ``get_backend(name)`` gives the backend the set ran on (by its stored name).
                 A provider given as the second positional argument is taken as one too.
+            sampler: for a set of sampler PUBs, the sampler whose service can look up its jobs
+                by id (qiskit-ibm-runtime's); local samplers cannot, and only what the store
+                holds is then available.
+            estimator: the same for a set of estimator PUBs.
 
         Raises:
             JobManagerUnknownJobSet: no job set with that id is in the store.
             TypeError: both ``backend`` and ``provider``, or a provider without ``get_backend``.
         """
         max_workers = check_positive_int("max_workers", max_workers)
+        targets = [t for t in (backend, sampler, estimator) if t is not None]
+        if len(targets) > 1:
+            raise TypeError("give at most one of backend=, sampler= and estimator=")
+        backend = targets[0] if targets else None
         if provider is None and _is_provider(backend):
             provider, backend = backend, None
         if provider is not None:
@@ -289,6 +411,7 @@ class JobManager:
                 f"no job set with id {job_set_id!r} in the store {self._store.path}"
             )
         plan = Plan.from_dict(row["plan"])
+        kind = kind_by_name(row["plan"].get("kind"), backend)
         options, unstored = decode_run_options(row["run_options"])
         seed = options.get(SEED_OPTION)
         job_set = ManagedJobSet(
@@ -302,8 +425,12 @@ class JobManager:
             store=self._store,
             max_workers=DEFAULT_MAX_WORKERS,
             created=row["created"],
-            seeds=job_seeds(plan, seed if isinstance(seed, int) else None),
+            seeds=job_seeds(plan, seed if isinstance(seed, int) else None)
+            if kind.name == "circuits"
+            else None,
             unstored_options=unstored,
+            kind=kind,
+            layout=row["plan"].get("layout"),
         )
         job_set._load_from_store()
         with self._lock:

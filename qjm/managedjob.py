@@ -7,6 +7,7 @@ from concurrent.futures import Future
 
 from qiskit.providers import JobStatus, JobV1
 
+from qjm.kinds import normalize_status
 from qjm.outcome import JobOutcome
 from qjm.plan import JobSpec
 
@@ -60,7 +61,7 @@ class ManagedJob:
         if self.job is None:
             return self.stored_status
         try:
-            return self.job.status()
+            return normalize_status(self.job.status())
         except Exception:  # noqa: BLE001 - a status query that fails says nothing final
             return None
 

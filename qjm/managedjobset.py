@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import threading
 import time
@@ -15,10 +14,8 @@ from qiskit.providers.jobstatus import JOB_FINAL_STATES
 from qjm.exceptions import JobManagerInvalidStateError, JobManagerTimeoutError
 from qjm.lookup import ExperimentIndex
 from qjm.managedjob import ManagedJob
-from qjm.managedresults import ManagedResults
 from qjm.outcome import JobOutcome
 from qjm.plan import Plan
-from qjm.records import decode_result
 from qjm.runoptions import job_options
 from qjm.store import Store
 from qjm.validation import check_timeout
@@ -36,14 +33,6 @@ _POLL_FIRST = 0.005
 _POLL_CAP_MIN = 0.05
 _POLL_CAP_MAX = 2.0
 _POLL_COST_FACTOR = 40.0
-
-
-def _accepts(function: Any, keyword: str) -> bool:
-    try:
-        params = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-    return keyword in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
 def _describe(exc: BaseException) -> str:
@@ -72,13 +61,17 @@ class ManagedJobSet:
         created: float | None = None,
         seeds: list[int | None] | None = None,
         unstored_options: list[str] | None = None,
+        kind: Any = None,
+        layout: dict | None = None,
     ):
         self._id = job_set_id
         self._name = name
         self._tags = list(tags)
         self._plan = plan
         self._index = ExperimentIndex(names)
-        self._backend = backend
+        self._backend = backend  # the target: a backend, a sampler or an estimator
+        self._kind_name = kind.name if kind is not None else "circuits"
+        self._layout = layout  # PUB work: the PUBs' shapes and the pieces they were cut into
         self._backend_name = backend_name
         self._store = store
         self._max_workers = max_workers
@@ -93,6 +86,45 @@ class ManagedJobSet:
         self._stop_submitting = threading.Event()  # set by cancel() and shutdown()
         self._attached = False
         self._unloaded = False  # a retrieved set loads its stored results on first use
+
+    def _items(self, mj: ManagedJob) -> str:
+        """What a job runs: "experiments a-b", or "PUBs a-b" (with the parameter sets of a PUB
+        cut along its sweep)."""
+        if self._layout is None:
+            return f"experiments {mj.start_index}-{mj.end_index}"
+        pieces = self._layout["pieces"]
+        first, last = pieces[mj.start_index], pieces[mj.end_index]
+        shapes = self._layout["shapes"]
+
+        def whole(piece: list) -> bool:
+            size = 1
+            for n in shapes[piece[0]]:
+                size *= n
+            return piece[1] == 0 and piece[2] == size
+
+        if first[0] == last[0]:
+            if whole(first):
+                return f"PUB {first[0]}"
+            return f"PUB {first[0]}, parameter sets {first[1]}-{last[2] - 1}"
+        text = f"PUBs {first[0]}-{last[0]}"
+        if not whole(first):
+            text += f" (PUB {first[0]} from parameter set {first[1]})"
+        if not whole(last):
+            text += f" (PUB {last[0]} to parameter set {last[2] - 1})"
+        return text
+
+    def _ranges(self, jobs: list[ManagedJob]) -> str:
+        shown = ", ".join(f"job {m.index} ({self._items(m)})" for m in jobs[:20])
+        return shown + (f" and {len(jobs) - 20} more" if len(jobs) > 20 else "")
+
+    def _kind(self) -> Any:
+        """The kind of work of this set, on its current target (one object per target)."""
+        kind = self.__dict__.get("_kind_obj")
+        if kind is None or kind.target is not self._backend:
+            from qjm.kinds import kind_by_name
+
+            kind = self.__dict__["_kind_obj"] = kind_by_name(self._kind_name, self._backend)
+        return kind
 
     def _load_from_store(self) -> None:
         """For a set retrieved from the store: its jobs now, its kept results on first use."""
@@ -232,7 +264,7 @@ class ManagedJobSet:
         try:
             while True:
                 try:
-                    job = self._backend.run(circuits, **options)
+                    job = self._kind().submit(circuits, options)
                     break
                 except Exception as exc:
                     # A busy service (HTTP 429) says when to come back: wait, then try again.
@@ -269,7 +301,7 @@ class ManagedJobSet:
                 waiting = [m for m in self._managed if not m.submitted.is_set()]
                 raise JobManagerTimeoutError(
                     f"timed out while {len(waiting)} job(s) were still being submitted: "
-                    + _ranges(waiting),
+                    + self._ranges(waiting),
                     missing=[(m.index, m.start_index, m.end_index) for m in waiting],
                 )
 
@@ -286,31 +318,25 @@ class ManagedJobSet:
         todo = [mj for mj in self._managed if mj.job is None and mj.job_id and mj.outcome is None]
         if not todo:
             return
-        many = getattr(self._backend, "retrieve_jobs", None)
-        one = getattr(self._backend, "retrieve_job", None)
-        if callable(many):
-            try:
-                found = list(many([mj.job_id for mj in todo]))
-            except Exception as exc:  # noqa: BLE001
-                for mj in todo:
-                    mj.fetch_error = f"not reattached: {_describe(exc)}"
-                return
+        kind = self._kind()
+        try:
+            found = kind.retrieve_jobs([mj.job_id for mj in todo])
+        except Exception as exc:  # noqa: BLE001
+            for mj in todo:
+                mj.fetch_error = f"not reattached: {_describe(exc)}"
+            return
+        if found is not None:
             for mj, job in zip(todo, found):
                 if job is None:
                     mj.fetch_error = "not reattached: the backend does not know this job id"
                 mj.job = job
             return
-        if not callable(one):
-            for mj in todo:
-                mj.fetch_error = (
-                    "not reattached: no backend given to retrieve_job_set, or the backend "
-                    "cannot retrieve jobs by id"
-                )
-            return
 
         def attach(mj: ManagedJob) -> None:
             try:
-                mj.job = one(mj.job_id)
+                mj.job = kind.retrieve_job(mj.job_id)
+            except LookupError as exc:
+                mj.fetch_error = str(exc)
             except Exception as exc:  # noqa: BLE001
                 mj.fetch_error = f"not reattached: {_describe(exc)}"
 
@@ -364,7 +390,7 @@ class ManagedJobSet:
         for mj in self._managed:
             if mj.job is not None and mj.outcome is None:
                 try:
-                    if mj.job.status() not in JOB_FINAL_STATES:
+                    if self._kind().status(mj.job) not in JOB_FINAL_STATES:
                         mj.job.cancel()
                 except Exception as exc:  # noqa: BLE001
                     mj.fetch_error = f"cancel failed: {_describe(exc)}"
@@ -377,8 +403,7 @@ class ManagedJobSet:
             message = mj.error_message()
             if message:
                 lines.append(
-                    f"Job {mj.index} (experiments {mj.start_index}-{mj.end_index}, "
-                    f"job id {mj.job_id or '-'}): {message}"
+                    f"Job {mj.index} ({self._items(mj)}, job id {mj.job_id or '-'}): {message}"
                 )
         return "\n".join(lines) if lines else None
 
@@ -397,7 +422,12 @@ class ManagedJobSet:
             f"          ID: {self._id}",
             f"        tags: {self._tags}",
             f"     backend: {self._backend_name}",
-            f" experiments: {self._plan.n_experiments}"
+            (
+                f"        PUBs: {len(self._layout['shapes'])} ({self._kind_name}), in "
+                f"{self._plan.n_experiments} pieces"
+                if self._layout is not None
+                else f" experiments: {self._plan.n_experiments}"
+            )
             + (f" in {self._plan.n_parts} shot parts" if self._plan.n_parts > 1 else ""),
             "Summary report:",
             f"       Total jobs: {n}",
@@ -415,7 +445,11 @@ class ManagedJobSet:
         if detailed:
             lines += ["", "Detail report:"]
             for mj, status in zip(self._managed, statuses):
-                lines.append(f"  experiments: {mj.start_index}-{mj.end_index}")
+                lines.append(
+                    f"  experiments: {mj.start_index}-{mj.end_index}"
+                    if self._layout is None
+                    else f"  {self._items(mj)}"
+                )
                 if self._plan.n_parts > 1:
                     lines.append(
                         f"    shot part: {mj.part + 1} of {self._plan.n_parts} ({mj.shots} shots)"
@@ -440,7 +474,7 @@ class ManagedJobSet:
         partial: bool = False,
         refresh: bool = False,
         progress: bool = False,
-    ) -> ManagedResults:
+    ) -> Any:
         """The results of every job, fetched in parallel against one deadline.
 
         A result is kept (in memory and in the store) the moment it arrives; a later call waits only
@@ -471,15 +505,13 @@ class ManagedJobSet:
             self._fetch(wanted, deadline, refresh, progress)
         return self._results(partial)
 
-    def _results(self, partial: bool) -> ManagedResults:
+    def _results(self, partial: bool) -> Any:
         records = []
         for mj in self._managed:
             outcome = mj.outcome
             usable = outcome is not None and outcome.record is not None and (outcome.ok or partial)
             records.append(outcome.record if usable else None)
-        return ManagedResults(
-            self._id, self._backend_name, self._index, self._plan, records, partial
-        )
+        return self._kind().results(self, records, partial)
 
     def _fetch(
         self, wanted: list[ManagedJob], deadline: float, refresh: bool, progress: bool
@@ -554,7 +586,7 @@ class ManagedJobSet:
             late = sorted(remaining.values(), key=lambda m: m.index)
             raise JobManagerTimeoutError(
                 f"timed out waiting for {len(late)} of {len(self._managed)} job(s): "
-                + _ranges(late)
+                + self._ranges(late)
                 + ". Results that arrived are kept; call results() again to wait for the rest.",
                 missing=[(m.index, m.start_index, m.end_index) for m in late],
             )
@@ -564,7 +596,7 @@ class ManagedJobSet:
         job = mj.job
         started = time.monotonic()
         try:
-            status = job.status()
+            status = self._kind().status(job)
         except Exception as exc:  # noqa: BLE001 - try again at the next poll
             mj.fetch_error = f"status query failed: {_describe(exc)}"
             return _NOT_READY
@@ -573,20 +605,7 @@ class ManagedJobSet:
         if status not in JOB_FINAL_STATES:
             return _NOT_READY
         try:
-            columnar = getattr(job, "columnar_result", None)
-            if callable(columnar):
-                # the backend hands over the columnar arrays themselves: nothing to decode
-                record = columnar()
-            elif status == JobStatus.ERROR and _accepts(job.result, "partial"):
-                # IBM-style jobs hand over a failed job's successful experiments only on request;
-                # results are fetched once and kept, so always ask for them.
-                try:
-                    result = job.result(partial=True)
-                except TypeError:  # **kwargs that do not take partial after all
-                    result = job.result()
-                record = decode_result(result)
-            else:
-                record = decode_result(job.result())
+            record = self._kind().fetch(job, status)
             outcome = JobOutcome(status, record)
         except Exception as exc:  # noqa: BLE001
             if mj.outcome is not None and refresh:
@@ -604,10 +623,3 @@ class ManagedJobSet:
         mj.fetch_error = None
         self._store.put_outcome(self._id, mj.index, outcome)
         self._store_job(mj)
-
-
-def _ranges(jobs: list[ManagedJob]) -> str:
-    shown = ", ".join(
-        f"job {m.index} (experiments {m.start_index}-{m.end_index})" for m in jobs[:20]
-    )
-    return shown + (f" and {len(jobs) - 20} more" if len(jobs) > 20 else "")

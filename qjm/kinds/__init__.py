@@ -1,0 +1,146 @@
+"""Kinds of work: what differs between circuits on a backend, PUBs on a Sampler V2 and PUBs on an
+Estimator V2.
+
+A job set's plan, thread pool, deadline, store and retrieval are written once
+(:mod:`qjm.managedjobset`); what depends on the kind of work sits behind :class:`Kind`, one module
+per kind (:mod:`qjm.kinds.circuits`, :mod:`qjm.kinds.sampler`, :mod:`qjm.kinds.estimator`):
+
+* ``submit(items, options)``: run one job's items on the target, return its job;
+* ``status(job)``: the job's status as a ``JobStatus`` (primitive jobs may answer with strings);
+* ``fetch(job, status)``: the job's result decoded into a record, once it is final;
+* ``retrieve_jobs(job_ids)`` / ``retrieve_job(job_id)``: the target's jobs by id, for a set
+  retrieved in another process;
+* ``results(...)``: the object a user reads the results of the set from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qiskit.providers import JobStatus
+
+_STATUS_NAMES = {
+    "INITIALIZING": JobStatus.INITIALIZING,
+    "QUEUED": JobStatus.QUEUED,
+    "VALIDATING": JobStatus.VALIDATING,
+    "RUNNING": JobStatus.RUNNING,
+    "CANCELLED": JobStatus.CANCELLED,
+    "CANCELED": JobStatus.CANCELLED,
+    "DONE": JobStatus.DONE,
+    "COMPLETED": JobStatus.DONE,
+    "ERROR": JobStatus.ERROR,
+    "FAILED": JobStatus.ERROR,
+}
+
+
+def normalize_status(status: Any) -> JobStatus:
+    """A job's status as a ``JobStatus``: qiskit's ``PrimitiveJob`` and backends answer with one,
+    qiskit-ibm-runtime's jobs with a string ("QUEUED", "RUNNING", "DONE", "ERROR", "CANCELLED").
+
+    Raises:
+        ValueError: a status qjm does not know.
+    """
+    if isinstance(status, JobStatus):
+        return status
+    name = getattr(status, "name", status)
+    if isinstance(name, str):
+        found = _STATUS_NAMES.get(name.strip().upper())
+        if found is not None:
+            return found
+    raise ValueError(f"unknown job status {status!r}")
+
+
+class Kind:
+    """What one kind of work does differently. Subclasses set ``name`` and ``item_word``."""
+
+    name = ""
+    item_word = "experiment"  # what an item is called in reports ("experiment", "PUB")
+
+    def __init__(self, target: Any):
+        self.target = target
+
+    def target_name(self) -> str | None:
+        name = getattr(self.target, "name", None)
+        if callable(name):  # BackendV1 and older providers
+            name = name()
+        if name is None and self.target is not None:
+            backend = getattr(self.target, "backend", None)
+            backend = backend() if callable(backend) else backend
+            name = getattr(backend, "name", None) if backend is not None else None
+            if name is None:
+                return type(self.target).__name__
+        return None if name is None else str(name)
+
+    def submit(self, items: list, options: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def status(self, job: Any) -> JobStatus:
+        return normalize_status(job.status())
+
+    def fetch(self, job: Any, status: JobStatus) -> Any:
+        raise NotImplementedError
+
+    def retrieve_jobs(self, job_ids: list[str]) -> list[Any] | None:
+        """The target's jobs by id in one look-up (None where unknown), or None when the target
+        has no such look-up (then :meth:`retrieve_job` is asked for each)."""
+        return None
+
+    def retrieve_job(self, job_id: str) -> Any:
+        """The target's job by id.
+
+        Raises:
+            LookupError: the target cannot look up jobs by id (the message says why).
+        """
+        raise LookupError(
+            f"not reattached: a {type(self.target).__name__} cannot look up jobs by id"
+        )
+
+    def results(self, job_set: Any, records: list, partial: bool) -> Any:
+        raise NotImplementedError
+
+
+def kind_for(backend: Any = None, sampler: Any = None, estimator: Any = None) -> Kind:
+    """The kind of work for exactly one of ``backend``, ``sampler`` and ``estimator``.
+
+    Raises:
+        ValueError: none or several of them.
+        TypeError: the one given is not a backend, a Sampler V2 or an Estimator V2.
+    """
+    given = [
+        n
+        for n, v in (("backend", backend), ("sampler", sampler), ("estimator", estimator))
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one of backend=, sampler= and estimator=, got "
+            + (" and ".join(given) if given else "none")
+        )
+    if backend is not None:
+        from qjm.kinds.circuits import CircuitKind
+
+        return CircuitKind(backend)
+    if sampler is not None:
+        from qjm.kinds.sampler import SamplerKind
+
+        return SamplerKind(sampler)
+    from qjm.kinds.estimator import EstimatorKind
+
+    return EstimatorKind(estimator)
+
+
+def kind_by_name(name: str | None, target: Any) -> Kind:
+    """The kind of work a stored job set was (``"circuits"`` for sets stored before kinds)."""
+    if name in (None, "circuits"):
+        from qjm.kinds.circuits import CircuitKind
+
+        return CircuitKind(target)
+    if name == "sampler":
+        from qjm.kinds.sampler import SamplerKind
+
+        return SamplerKind(target)
+    if name == "estimator":
+        from qjm.kinds.estimator import EstimatorKind
+
+        return EstimatorKind(target)
+    raise ValueError(f"unknown kind of work {name!r} in the store")

@@ -1,0 +1,75 @@
+"""Circuits on a backend: ``backend.run(circuits, **options)`` gives a job whose ``result()`` is a
+qiskit ``Result``; decoded into columnar records, read through :class:`~qjm.ManagedResults`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from qiskit.providers import JobStatus
+
+from qjm.kinds import Kind
+from qjm.records import decode_result
+
+
+def _accepts(function: Any, keyword: str) -> bool:
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return keyword in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+class CircuitKind(Kind):
+    """Circuits on a ``BackendV2`` (or any object with ``run``)."""
+
+    name = "circuits"
+    item_word = "experiment"
+
+    def __init__(self, target: Any):
+        if target is not None and not callable(getattr(target, "run", None)):
+            raise TypeError(f"backend must be a qiskit backend with a run() method, not {target!r}")
+        super().__init__(target)
+
+    def submit(self, items: list, options: dict[str, Any]) -> Any:
+        return self.target.run(items, **options)
+
+    def fetch(self, job: Any, status: JobStatus) -> Any:
+        columnar = getattr(job, "columnar_result", None)
+        if callable(columnar):
+            # the backend hands over the columnar arrays themselves: nothing to decode
+            return columnar()
+        if status == JobStatus.ERROR and _accepts(job.result, "partial"):
+            # IBM-style jobs hand over a failed job's successful experiments only on request;
+            # results are fetched once and kept, so always ask for them.
+            try:
+                result = job.result(partial=True)
+            except TypeError:  # **kwargs that do not take partial after all
+                result = job.result()
+            return decode_result(result)
+        return decode_result(job.result())
+
+    def retrieve_jobs(self, job_ids: list[str]) -> list[Any] | None:
+        many = getattr(self.target, "retrieve_jobs", None)
+        return list(many(job_ids)) if callable(many) else None
+
+    def retrieve_job(self, job_id: str) -> Any:
+        one = getattr(self.target, "retrieve_job", None)
+        if not callable(one):
+            raise LookupError(
+                "not reattached: no backend given to retrieve_job_set, or the backend "
+                "cannot retrieve jobs by id"
+            )
+        return one(job_id)
+
+    def results(self, job_set: Any, records: list, partial: bool) -> Any:
+        from qjm.managedresults import ManagedResults
+
+        return ManagedResults(
+            job_set.job_set_id(),
+            job_set.backend_name(),
+            job_set._index,
+            job_set._plan,
+            records,
+            partial,
+        )

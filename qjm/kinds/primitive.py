@@ -1,0 +1,78 @@
+"""What Sampler V2 and Estimator V2 work share: ``primitive.run(pubs, **options)`` gives a
+``BasePrimitiveJob`` whose ``result()`` is a ``PrimitiveResult``; decoded into
+:class:`~qjm.pubrecords.PrimitiveJobRecord`, read through :class:`~qjm.ManagedPrimitiveResults`."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any
+
+from qiskit.providers import JobStatus
+
+from qjm.kinds import Kind
+from qjm.pubrecords import decode_primitive_result
+
+
+class PrimitiveKind(Kind):
+    """PUBs on a V2 primitive (subclassed per primitive)."""
+
+    item_word = "PUB"
+    base_class = ""  # "BaseSamplerV2" / "BaseEstimatorV2"
+
+    def __init__(self, target: Any):
+        if target is not None and not callable(getattr(target, "run", None)):
+            raise TypeError(
+                f"{self.name} must be a {self.base_class} (an object with run(pubs)), "
+                f"not {target!r}"
+            )
+        super().__init__(target)
+
+    def coerce(self, work: Any, options: dict[str, Any]) -> list:
+        raise NotImplementedError
+
+    def check_options(self, options: dict[str, Any], check: bool = True) -> None:
+        """Refuse a keyword ``run`` does not take (a primitive's run takes only a few).
+
+        Raises:
+            ValueError: an unknown keyword, with the closest known one.
+        """
+        if not check:
+            return
+        try:
+            params = inspect.signature(self.target.run).parameters
+        except (TypeError, ValueError):
+            return
+        if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return
+        known = [n for n in list(params)[1:]]
+        for key in options:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                raise ValueError(
+                    f"unknown run option {key!r} for {type(self.target).__name__}.run"
+                    + (f" (did you mean {close[0]!r}?)" if close else "")
+                    + f"; it takes {', '.join(known) or 'no options'}. Nothing was submitted."
+                )
+
+    def submit(self, items: list, options: dict[str, Any]) -> Any:
+        return self.target.run(items, **options)
+
+    def fetch(self, job: Any, status: JobStatus) -> Any:
+        return decode_primitive_result(job.result())
+
+    def retrieve_job(self, job_id: str) -> Any:
+        service = getattr(self.target, "_service", None)
+        lookup = getattr(service, "job", None)
+        if not callable(lookup):
+            raise LookupError(
+                f"not reattached: a {type(self.target).__name__} cannot look up jobs by id "
+                "(local primitives keep no jobs); only the results kept in the store are "
+                "available"
+            )
+        return lookup(job_id)
+
+    def results(self, job_set: Any, records: list, partial: bool) -> Any:
+        from qjm.primitiveresults import ManagedPrimitiveResults
+
+        return ManagedPrimitiveResults(job_set, records, partial)
