@@ -24,7 +24,9 @@ from qjm.exceptions import (
 from qjm.jobmanager import JobManager
 from qjm.managedjob import ManagedJob
 from qjm.managedjobset import ManagedJobSet
+from qjm.managedprimitives import ManagedEstimator, ManagedPrimitiveJob, ManagedSampler
 from qjm.managedresults import ManagedResults
+from qjm.primitiveresults import ManagedPrimitiveResults
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,10 @@ __all__ = [
     "ManagedJobSet",
     "ManagedJob",
     "ManagedResults",
+    "ManagedPrimitiveResults",
+    "ManagedSampler",
+    "ManagedEstimator",
+    "ManagedPrimitiveJob",
     "exceptions",
     "JobManagerError",
     "JobManagerInvalidStateError",

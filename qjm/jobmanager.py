@@ -22,6 +22,7 @@ from qjm.runoptions import (
     encode_run_options,
     job_seeds,
     logger,
+    shot_part_seeds,
 )
 from qjm.store import Store, default_store_path
 from qjm.validation import check_circuits, check_positive_int, check_tags
@@ -255,11 +256,8 @@ class JobManager:
         )
         max_workers = check_positive_int("max_workers", max_workers, allow_none=False)
         max_shots_per_job = check_positive_int("max_shots_per_job", max_shots_per_job)
-        if max_shots_per_job is not None:
-            raise ValueError(
-                "max_shots_per_job is not supported for PUBs yet: cut the PUB's shots yourself "
-                "(several PUBs of fewer shots) or use max_executions_per_job"
-            )
+        if max_shots_per_job is not None and kind.name != "sampler":
+            raise ValueError("max_shots_per_job splits sampler PUBs; an estimator has no shots")
         tags = check_tags(tags)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, not {name!r}")
@@ -267,9 +265,14 @@ class JobManager:
             check_positive_int("shots", run_options["shots"])
         kind.check_options(run_options, check=bool(check_options))
         pubs = kind.coerce(work, run_options)
-        pieces = cut(pubs, max_executions_per_job)
+        pieces = cut(pubs, max_executions_per_job, max_shots_per_job)
         bounds = piece_bounds(pieces, max_pubs_per_job, max_executions_per_job)
         plan = make_plan(len(pieces), len(pieces), None, bounds)
+        n_parts = 1 + max(p.part for p in pieces)
+        seed = kind.seed()
+        part_seeds = [None] + (
+            shot_part_seeds(seed, n_parts - 1) if seed is not None else [None] * (n_parts - 1)
+        )
         items = [piece_pub(pubs[p.pub], p) for p in pieces]
         options_json, unstored = encode_run_options(dict(run_options))
         job_set = ManagedJobSet(
@@ -282,11 +285,12 @@ class JobManager:
             backend_name=kind.target_name(),
             store=self._store,
             max_workers=max_workers,
+            seeds=[part_seeds[pieces[job.start].part] for job in plan.jobs],
             unstored_options=unstored,
             kind=kind,
             layout={
                 "shapes": [list(pub.shape) for pub in pubs],
-                "pieces": [[p.pub, p.start, p.stop] for p in pieces],
+                "pieces": [[p.pub, p.start, p.stop, p.part] for p in pieces],
             },
         )
         return self._start(job_set, plan.to_dict(), options_json, items, run_options)

@@ -16,7 +16,6 @@ from qjm.lookup import ExperimentIndex
 from qjm.managedjob import ManagedJob
 from qjm.outcome import JobOutcome
 from qjm.plan import Plan
-from qjm.runoptions import job_options
 from qjm.store import Store
 from qjm.validation import check_timeout
 
@@ -255,8 +254,9 @@ class ManagedJobSet:
     def _submit_all(self, circuits: list, run_options: dict[str, Any]) -> None:
         """Start submitting every job on the pool; returns at once."""
         pool = self._pool()
+        kind = self._kind()
         for mj in self._managed:
-            options = job_options(run_options, mj.start_index, mj.end_index + 1, mj.shots, mj.seed)
+            options = kind.job_options(run_options, mj)
             chunk = circuits[mj.start_index : mj.end_index + 1]
             self._submit_futures.append(pool.submit(self._submit_one, mj, chunk, options))
 
@@ -457,7 +457,8 @@ class ManagedJobSet:
                 lines.append(f"    job index: {mj.index}")
                 lines.append(f"    job ID: {mj.job_id}")
                 if mj.seed is not None:
-                    lines.append(f"    seed_simulator: {mj.seed}")
+                    label = "seed_simulator" if self._layout is None else "shot part seed"
+                    lines.append(f"    {label}: {mj.seed}")
                 lines.append(
                     f"    status: {status.name if status is not None else 'NOT SUBMITTED'}"
                 )

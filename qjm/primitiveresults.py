@@ -38,12 +38,17 @@ class ManagedPrimitiveResults:
         self._records = records
         self._partial = partial
         self._errors = {mj.index: mj.error_message() for mj in job_set._managed}
-        self._first_piece = [0] * len(self._shapes)
-        self._n_pieces = [0] * len(self._shapes)
-        for p, (pub, _start, _stop) in enumerate(self._pieces):
-            if self._n_pieces[pub] == 0:
-                self._first_piece[pub] = p
-            self._n_pieces[pub] += 1
+        # for each PUB, its sweep ranges in order, each with its pieces (one per shot part)
+        self._ranges: list[dict[tuple[int, int], list[tuple[int, int]]]] = [
+            {} for _ in self._shapes
+        ]
+        for p, piece in enumerate(self._pieces):
+            pub, start, stop = piece[:3]
+            part = piece[3] if len(piece) > 3 else 0
+            self._ranges[pub].setdefault((start, stop), []).append((part, p))
+        for ranges in self._ranges:
+            for key in ranges:
+                ranges[key].sort()
         self._available = np.array([self._where(i) is not None for i in range(len(self))])
         self.success = bool(self._available.all())
         self._joined: dict[int, PubRecord] = {}
@@ -57,13 +62,21 @@ class ManagedPrimitiveResults:
         """Indices of the PUBs whose data is missing."""
         return np.flatnonzero(~self._available).tolist()
 
+    def _jobs_of(self, i: int) -> list[tuple[int, int]]:
+        """(job, index in it) of every piece of PUB ``i``."""
+        return [
+            self._plan.locate(p)
+            for key in sorted(self._ranges[i])
+            for _part, p in self._ranges[i][key]
+        ]
+
     def _where(self, i: int) -> list[list[PubRecord]] | None:
-        """For each piece of PUB ``i``, its shot parts' records; None when any is missing."""
-        first = self._first_piece[i]
+        """For each sweep range of PUB ``i``, its shot parts' records; None when any is missing."""
         out = []
-        for p in range(first, first + self._n_pieces[i]):
+        for key in sorted(self._ranges[i]):
             parts = []
-            for job, k in self._plan.parts(p):
+            for _part, p in self._ranges[i][key]:
+                job, k = self._plan.locate(p)
                 record = self._records[job]
                 if record is None or k >= len(record.pubs):
                     return None

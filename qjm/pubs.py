@@ -2,7 +2,9 @@
 
 A PUB is one piece unless it alone is over ``max_executions_per_job``: then it is cut along its
 parameter sweep (the flattened bindings of its shape) into pieces of at most that many executions,
-and its results are joined back to its shape. Jobs take consecutive runs of pieces, at most
+and its results are joined back to its shape. A sampler PUB of more shots than
+``max_shots_per_job`` is cut into shot parts (as equal as possible), whose BitArrays are joined
+back with the shots of every part. Jobs take consecutive runs of pieces, at most
 ``max_pubs_per_job`` pieces and ``max_executions_per_job`` executions each.
 
 Executions: a sampler PUB runs ``size x shots`` (``size`` is the number of parameter sets of its
@@ -21,12 +23,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Piece:
-    """Part ``start .. stop-1`` of the flattened shape of PUB ``pub``."""
+    """Parameter sets ``start .. stop-1`` of the flattened shape of PUB ``pub``; with ``shots``,
+    shot part ``part`` of them, of that many shots."""
 
     pub: int
     start: int
     stop: int
     executions: int
+    part: int = 0
+    shots: int | None = None
 
 
 def _size(shape: tuple[int, ...]) -> int:
@@ -100,24 +105,39 @@ def executions(pub: Any) -> int:
     return _size(tuple(pub.shape)) * (int(shots) if shots else 1)
 
 
-def cut(pubs: list, max_executions: int | None) -> list[Piece]:
-    """The pieces of the PUBs: whole PUBs, or sweeps cut to ``max_executions``."""
-    pieces = []
+def cut(pubs: list, max_executions: int | None, max_shots: int | None = None) -> list[Piece]:
+    """The pieces of the PUBs: whole PUBs, sweeps cut to ``max_executions``, and sampler PUBs of
+    more than ``max_shots`` shots cut into shot parts.
+
+    Pieces come in rounds of shot parts: every part 0 first (in PUB order), then every part 1...
+    so that a job never holds two parts (each part may run with a seed of its own).
+    """
+    from qjm.plan import split_shots
+
+    rounds: list[list[Piece]] = []
     for i, pub in enumerate(pubs):
         size = _size(tuple(pub.shape))
-        per = executions(pub) // size  # executions of one parameter set
-        if not max_executions or size * per <= max_executions or size == 1:
-            pieces.append(Piece(i, 0, size, size * per))
-            continue
-        step = max(1, max_executions // per)
-        for start in range(0, size, step):
-            stop = min(size, start + step)
-            pieces.append(Piece(i, start, stop, (stop - start) * per))
-    return pieces
+        shots = getattr(pub, "shots", None)
+        parts = split_shots(int(shots), max_shots) if shots and max_shots else [shots]
+        for part, part_shots in enumerate(parts):
+            per = int(part_shots) if part_shots else 1  # executions of one parameter set
+            if not max_executions or size * per <= max_executions or size == 1:
+                ranges = [(0, size)]
+            else:
+                step = max(1, max_executions // per)
+                ranges = [(a, min(size, a + step)) for a in range(0, size, step)]
+            while len(rounds) <= part:
+                rounds.append([])
+            rounds[part] += [
+                Piece(i, a, b, (b - a) * per, part, part_shots if len(parts) > 1 else None)
+                for a, b in ranges
+            ]
+    return [piece for pieces in rounds for piece in pieces]
 
 
 def bounds(pieces: list[Piece], max_pubs: int | None, max_executions: int | None) -> list[int]:
-    """Job boundaries: consecutive pieces, at most ``max_pubs`` and ``max_executions`` a job.
+    """Job boundaries: consecutive pieces of one shot part, at most ``max_pubs`` and
+    ``max_executions`` a job.
 
     Returns:
         The first piece of every job, then the number of pieces.
@@ -128,6 +148,7 @@ def bounds(pieces: list[Piece], max_pubs: int | None, max_executions: int | None
         if i > out[-1] and (
             (max_pubs and i - out[-1] >= max_pubs)
             or (max_executions and total + piece.executions > max_executions)
+            or piece.part != pieces[i - 1].part
         ):
             out.append(i)
             total = 0
@@ -139,14 +160,18 @@ def bounds(pieces: list[Piece], max_pubs: int | None, max_executions: int | None
 def piece_pub(pub: Any, piece: Piece) -> Any:
     """The PUB that runs ``piece`` of ``pub`` (the PUB itself when the piece is all of it)."""
     shape = tuple(pub.shape)
-    if piece.start == 0 and piece.stop == _size(shape):
+    whole = piece.start == 0 and piece.stop == _size(shape)
+    if whole and piece.shots is None:
         return pub
     from qiskit.primitives.containers.estimator_pub import EstimatorPub
     from qiskit.primitives.containers.sampler_pub import SamplerPub
 
     if isinstance(pub, SamplerPub):
+        shots = piece.shots if piece.shots is not None else pub.shots
+        if whole:
+            return SamplerPub(pub.circuit, pub.parameter_values, shots, validate=False)
         values = pub.parameter_values.reshape(-1)[piece.start : piece.stop]
-        return SamplerPub(pub.circuit, values, pub.shots, validate=False)
+        return SamplerPub(pub.circuit, values, shots, validate=False)
     flat = np.arange(piece.start, piece.stop)
     obs, params = pub.observables, pub.parameter_values
     obs_index = np.broadcast_to(np.arange(obs.size).reshape(obs.shape), shape).reshape(-1)[flat]

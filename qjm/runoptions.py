@@ -209,6 +209,23 @@ def part_seed_bases(seed: int, n_parts: int, n_experiments: int) -> list[int]:
     return bases
 
 
+def shot_part_seeds(seed: int, n: int) -> list[int]:
+    """Seeds for shot parts 1..n of a primitive's PUBs (part 0 keeps the primitive's own seed):
+    derived with ``numpy.random.SeedSequence`` from ``seed`` and the part number, all distinct
+    and none equal to ``seed``."""
+    out: list[int] = []
+    for part in range(1, n + 1):
+        attempt = 0
+        while True:
+            sequence = np.random.SeedSequence(entropy=abs(int(seed)), spawn_key=(part, attempt))
+            value = int(sequence.generate_state(1, np.uint32)[0])
+            if value != seed and value not in out:
+                break
+            attempt += 1
+        out.append(value)
+    return out
+
+
 def job_seeds(plan: Any, seed: int | None) -> list[int | None]:
     """The ``seed_simulator`` of every job of ``plan`` (None for all when ``seed`` is None)."""
     if seed is None:

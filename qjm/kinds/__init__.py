@@ -71,6 +71,10 @@ class Kind:
                 return type(self.target).__name__
         return None if name is None else str(name)
 
+    def job_options(self, run_options: dict[str, Any], job: Any) -> dict[str, Any]:
+        """The options of one job (a :class:`~qjm.ManagedJob`) of the set."""
+        return dict(run_options)
+
     def submit(self, items: list, options: dict[str, Any]) -> Any:
         raise NotImplementedError
 

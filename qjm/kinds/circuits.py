@@ -10,6 +10,7 @@ from qiskit.providers import JobStatus
 
 from qjm.kinds import Kind
 from qjm.records import decode_result
+from qjm.runoptions import job_options
 
 
 def _accepts(function: Any, keyword: str) -> bool:
@@ -30,6 +31,9 @@ class CircuitKind(Kind):
         if target is not None and not callable(getattr(target, "run", None)):
             raise TypeError(f"backend must be a qiskit backend with a run() method, not {target!r}")
         super().__init__(target)
+
+    def job_options(self, run_options: dict[str, Any], job: Any) -> dict[str, Any]:
+        return job_options(run_options, job.start_index, job.end_index + 1, job.shots, job.seed)
 
     def submit(self, items: list, options: dict[str, Any]) -> Any:
         return self.target.run(items, **options)

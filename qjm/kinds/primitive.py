@@ -13,6 +13,8 @@ from qiskit.providers import JobStatus
 from qjm.kinds import Kind
 from qjm.pubrecords import decode_primitive_result
 
+_SEED_KEY = "__qjm_seed__"  # a shot part's seed, from job_options to submit (never sent)
+
 
 class PrimitiveKind(Kind):
     """PUBs on a V2 primitive (subclassed per primitive)."""
@@ -55,8 +57,26 @@ class PrimitiveKind(Kind):
                     + f"; it takes {', '.join(known) or 'no options'}. Nothing was submitted."
                 )
 
+    def job_options(self, run_options: dict[str, Any], job: Any) -> dict[str, Any]:
+        options = dict(run_options)
+        if job.seed is not None:
+            options[_SEED_KEY] = job.seed
+        return options
+
+    def with_seed(self, seed: int) -> Any:
+        """The primitive with another seed (a copy), for a shot part of its own; the primitive
+        itself when it takes no seed qjm knows of."""
+        return self.target
+
+    def seed(self) -> int | None:
+        """The seed the primitive samples with, where qjm knows how to read it."""
+        return None
+
     def submit(self, items: list, options: dict[str, Any]) -> Any:
-        return self.target.run(items, **options)
+        options = dict(options)
+        seed = options.pop(_SEED_KEY, None)
+        target = self.target if seed is None else self.with_seed(seed)
+        return target.run(items, **options)
 
     def fetch(self, job: Any, status: JobStatus) -> Any:
         return decode_primitive_result(job.result())
