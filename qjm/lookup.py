@@ -53,9 +53,12 @@ class ExperimentIndex:
         if isinstance(experiment, numbers.Integral) and not isinstance(experiment, bool):
             if 0 <= experiment < len(self.names):
                 return int(experiment)
+            if -len(self.names) <= experiment < 0:  # from the end, as a list (and qiskit) reads it
+                return int(experiment) + len(self.names)
             raise JobManagerJobNotFound(
                 f"experiment index {experiment} is out of range: this job set has "
-                f"{len(self.names)} experiments (0..{len(self.names) - 1})"
+                f"{len(self.names)} experiments (0..{len(self.names) - 1}, or -{len(self.names)}..-1 "
+                "from the end)"
             )
         raise JobManagerJobNotFound(
             f"cannot look up an experiment by {type(experiment).__name__} {experiment!r}: "

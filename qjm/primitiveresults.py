@@ -102,13 +102,7 @@ class ManagedPrimitiveResults:
             return joined
         where = self._where(i)
         if where is None:
-            jobs = sorted(
-                {
-                    j
-                    for p in range(self._first_piece[i], self._first_piece[i] + self._n_pieces[i])
-                    for j, _ in self._plan.parts(p)
-                }
-            )
+            jobs = sorted({j for j, _ in self._jobs_of(i)})
             why = "; ".join(
                 f"job {j}: {self._errors.get(j) or 'no result'}"
                 for j in jobs

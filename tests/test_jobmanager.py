@@ -175,9 +175,10 @@ def test_statevector_and_unitary(manager):
 def test_unknown_experiment(manager):
     job_set = manager.run(circuits(3), backend=BasicSimulator(), shots=10)
     results = job_set.results()
-    for bad in ("nope", 3, -1, 2.0, QuantumCircuit(1, name="other")):
+    for bad in ("nope", 3, -4, 2.0, QuantumCircuit(1, name="other")):
         with pytest.raises(JobManagerJobNotFound):
             results.get_counts(bad)
+    assert results.get_counts(-1) == results.get_counts(2)  # from the end, as qiskit reads it
     with pytest.raises(JobManagerJobNotFound):
         job_set.job("nope")
     assert issubclass(JobManagerJobNotFound, QiskitError)
