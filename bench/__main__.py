@@ -39,6 +39,8 @@ CASE_NAMES = [
     "decode_threads",
     "end_to_end",
     "memory",
+    "bitarray_counts",
+    "join_shots",
 ]
 EXTRA_CASES = ["end_to_end_configs"]  # run only when named with --only
 
@@ -107,7 +109,10 @@ def _notes(sizes, data, repeat: int) -> list[str]:
         "zeros. Real Aer runs for merge, decode, get_memory, decode_threads and marginal; for "
         f"get_counts and memory, {sizes.counts_pool} real experiments replicated to "
         f"{sizes.counts_experiments:,}, each copy's keys XORed with its own random 27-bit mask "
-        "(same number of distinct keys, new strings).",
+        "(same number of distinct keys, new strings). For bitarray_counts, one PUB of that "
+        "circuit from Aer's `SamplerV2` (stabilizer), its `BitArray` as the sampler returns "
+        "it; for join_shots, consecutive slices of that PUB's shots, each copied into an "
+        "array of its own.",
     ]
     if data.seconds:
         made = "; ".join(f"{k}: {v:.1f} s" for k, v in data.seconds.items())

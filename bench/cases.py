@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.data import WIDTH, Data, e2e_circuits, with_experiments
 from bench.report import MemoryRow, Row
-from bench.timing import side_by_side
+from bench.timing import side_by_side, timed
 
 
 def _qjm():
@@ -386,6 +386,110 @@ def case_end_to_end_configs(data: Data, repeat: int) -> list[Row]:
     return rows
 
 
+def _shots(n: int) -> str:
+    """1000000 -> "1M", 20000 -> "20k", else with thousands separators."""
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return f"{n:,}"
+
+
+def _best(repeat: int, fn: Callable[[], object]) -> float:
+    """Best of ``repeat`` timed calls (as one side of ``side_by_side`` is timed)."""
+    import gc
+
+    try:
+        return min(timed(fn)[0] for _ in range(repeat))
+    finally:
+        gc.unfreeze()
+
+
+def case_bitarray_counts(data: Data, repeat: int) -> Row:
+    """The counts of one Sampler V2 PUB: qiskit's ``BitArray.get_counts()`` against
+    ``bitarray_counts`` and ``format_bits`` into the same dict of bitstrings."""
+    kernels, *_ = _qjm()
+    ba = data.sampler
+    n, num_bits = ba.num_shots, ba.num_bits
+    row = Row(
+        case="bitarray_counts",
+        title=f"bitarray counts, {_shots(n)} shots x {num_bits} bits",
+        size=f"1 PUB, {n:,} shots x {num_bits} bits",
+        items=n,
+        unit="shots",
+        baseline="`ba.get_counts()` on the PUB's `BitArray`",
+        qjm=f"`keys, counts = kernels.bitarray_counts(ba.array, {num_bits})`, then "
+        f"`dict(zip(kernels.format_bits(keys, {num_bits}, None), counts.tolist()))`: the same "
+        "dict",
+        target=50,
+    )
+
+    def with_qjm(_):
+        keys, counts = kernels.bitarray_counts(ba.array, num_bits)
+        return dict(zip(kernels.format_bits(keys, num_bits, None), counts.tolist()))
+
+    pair = side_by_side(repeat, lambda _: ba.get_counts(), with_qjm)
+    _fill(row, pair)
+    expect = ba.get_counts()
+    if with_qjm(None) != expect:
+        row.check = "the counts differ from BitArray.get_counts()"
+    # where qjm's time goes (untimed by the table): counting, then the strings, then the dict
+    keys, counts = kernels.bitarray_counts(ba.array, num_bits)
+    t_count = _best(repeat, lambda: kernels.bitarray_counts(ba.array, num_bits))
+    t_format = _best(repeat, lambda: kernels.format_bits(keys, num_bits, None))
+    row.note = (
+        f"{len(expect):,} distinct outcomes; of qjm's time, `bitarray_counts` alone (the (keys, "
+        f"counts) arrays): {t_count * 1e3:.1f} ms, {row.baseline_s / t_count:.0f}x the "
+        f"baseline's best; `format_bits` of the keys: {t_format * 1e3:.1f} ms; the rest, about "
+        f"{(row.qjm_s - t_count - t_format) * 1e3:.0f} ms, is building the dict of "
+        f"{len(expect):,} str keys (which `get_counts` builds too)"
+    )
+    return row
+
+
+def case_join_shots(data: Data, repeat: int) -> Row:
+    """The shot parts of one PUB joined into one ``BitArray``."""
+    from qiskit.primitives import BitArray
+
+    kernels, *_ = _qjm()
+    parts = data.sampler_parts
+    num_bits = parts[0].num_bits
+    total = sum(p.num_shots for p in parts)
+    row = Row(
+        case="join_shots",
+        title=f"join {len(parts)} shot parts",
+        size=f"{len(parts)} x {parts[0].num_shots:,} shots x {num_bits} bits",
+        items=total,
+        unit="shots",
+        baseline="`acc = BitArray.concatenate_shots([acc, part])` in a loop over the parts",
+        qjm="`BitArray(kernels.join_shots([p.array for p in parts]), num_bits)`",
+        target=10,
+    )
+
+    def baseline(_):
+        acc = parts[0]
+        for part in parts[1:]:
+            acc = BitArray.concatenate_shots([acc, part])
+        return acc
+
+    def with_qjm(_):
+        return BitArray(kernels.join_shots([p.array for p in parts]), num_bits)
+
+    pair = side_by_side(repeat, baseline, with_qjm)
+    _fill(row, pair)
+    want, got = baseline(None), with_qjm(None)
+    if not (got == want and np.array_equal(got.array, want.array)):
+        row.check = "join_shots differs from BitArray.concatenate_shots"
+    t_one = _best(repeat, lambda: BitArray.concatenate_shots(parts))
+    row.note = (
+        "the loop copies the shots joined so far again at every part (quadratic); one call "
+        "`BitArray.concatenate_shots(parts)` over all the parts is a single `np.concatenate`, "
+        f"linear like `join_shots`: {t_one * 1e3:.2f} ms, a ratio of {t_one / row.qjm_s:.2f}x "
+        "against qjm's best"
+    )
+    return row
+
+
 def case_memory(data: Data, repeat: int) -> MemoryRow:
     """Memory held by a ManagedResults of every counts experiment vs the Results it replaces."""
     _, _, _, make_plan, decode_result = _qjm()
@@ -455,6 +559,8 @@ CASES: dict[str, Callable[[Data, int], Row | MemoryRow | list[Row]]] = {
     "decode_threads": case_decode_threads,
     "end_to_end": case_end_to_end,
     "memory": case_memory,
+    "bitarray_counts": case_bitarray_counts,
+    "join_shots": case_join_shots,
     # not run by default
     "end_to_end_configs": case_end_to_end_configs,
 }

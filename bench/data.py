@@ -126,6 +126,9 @@ class Sizes:
     e2e_shots: int
     e2e_chunk: int  # max_experiments_per_job of the end-to-end qjm run
     e2e_workers: int  # max_workers of the end-to-end qjm run
+    sampler_shots: int  # shots of the one Sampler V2 PUB of the bitarray_counts case
+    join_parts: int  # shot parts joined by the join_shots case (slices of that PUB's shots)
+    join_shots: int  # shots per part
 
     @classmethod
     def full(cls) -> Sizes:
@@ -145,6 +148,9 @@ class Sizes:
             e2e_shots=1_000,
             e2e_chunk=1_000,
             e2e_workers=2,
+            sampler_shots=1_000_000,
+            join_parts=100,
+            join_shots=10_000,
         )
 
     @classmethod
@@ -165,6 +171,9 @@ class Sizes:
             e2e_shots=100,
             e2e_chunk=50,
             e2e_workers=2,
+            sampler_shots=20_000,
+            join_parts=10,
+            join_shots=1_000,
         )
 
 
@@ -264,6 +273,44 @@ class Data:
             "marginal",
             f"marginal: Aer 1 x {s.marginal_shots} shots",
             lambda: run_h(1, s.marginal_shots, False, 16, "marg"),
+        )
+
+    @property
+    def sampler(self):
+        """The ``BitArray`` of one PUB of ``sampler_shots`` shots, from Aer's ``SamplerV2``
+        (stabilizer method) on the 27-qubit H circuit: as a Sampler V2 result holds it."""
+        s = self.sizes
+
+        def run():
+            from qiskit_aer.primitives import SamplerV2
+
+            sampler = SamplerV2(seed=18, options={"backend_options": {"method": "stabilizer"}})
+            result = sampler.run([h_circuit("sampler")], shots=s.sampler_shots).result()
+            return result[0].data.c
+
+        return self._step("sampler", f"sampler: Aer SamplerV2 1 PUB x {s.sampler_shots} shots", run)
+
+    @property
+    def sampler_parts(self) -> list:
+        """``join_parts`` BitArrays of ``join_shots`` shots each: consecutive slices of the
+        sampler PUB's shots, each copied into an array of its own (as separate jobs return
+        them)."""
+        from qiskit.primitives import BitArray
+
+        s = self.sizes
+        ba = self.sampler
+        if s.join_parts * s.join_shots > ba.num_shots:
+            raise ValueError("join_parts * join_shots exceeds sampler_shots")
+        return self._step(
+            "sampler_parts",
+            f"sampler parts: {s.join_parts} slices of {s.join_shots} shots",
+            lambda: [
+                BitArray(
+                    ba.array[..., i * s.join_shots : (i + 1) * s.join_shots, :].copy(),
+                    ba.num_bits,
+                )
+                for i in range(s.join_parts)
+            ],
         )
 
 

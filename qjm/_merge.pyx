@@ -10,6 +10,10 @@ Representation of a set of classical outcomes of ``width`` bits (clbit 0 is the 
 
 Counts are 1-D ``numpy.int64`` arrays of non-negative values.
 
+``bitarray_counts`` and ``join_shots`` take Sampler V2's bit arrays as qiskit's ``BitArray.array``
+holds them: uint8 of shape ``(*shape, shots, nbytes)``, each row an outcome in the packed layout
+above (bits above ``num_bits`` in a row's first byte are not part of the outcome).
+
 The numeric loops run without the GIL. Parsing collects pointers to the strings' ASCII data under
 the GIL, chunk by chunk, holding a reference to each string of the chunk, and parses them without
 it, so threads decoding different lists run on different cores (taking turns on the GIL, awake,
@@ -1307,6 +1311,100 @@ cdef uint64_t* _radix_sort_u64(uint64_t* a, uint64_t* tmp, Py_ssize_t n, int lo,
     return src
 
 
+# counting samples this many keys, spread over the shots, to tell whether they are mostly distinct
+cdef Py_ssize_t SAMPLE = 4096
+# hashing gives up (and sorts) past HASH_MAX_DISTINCT distinct keys: code of that outcome
+cdef enum:
+    COUNT_TOO_MANY = -1
+
+
+cdef bint _mostly_distinct(const uint64_t* keys, Py_ssize_t n) noexcept nogil:
+    """True when over half of SAMPLE keys spread evenly over the n (n >= 16 SAMPLE) are distinct:
+    then the distinct keys would most likely outgrow the hash table, and sorting them at once
+    saves filling it first (a uniformly random 27-bit outcome over a million shots)."""
+    cdef Py_ssize_t cap = 2 * SAMPLE, i, slot, u = 0, step
+    cdef uint64_t k
+    cdef uint64_t* table
+    if n < 16 * SAMPLE:
+        return False
+    table = <uint64_t*>malloc(cap * sizeof(uint64_t))
+    if table == NULL:
+        return False
+    memset(table, 0xFF, cap * sizeof(uint64_t))  # EMPTY_KEY everywhere
+    step = n // SAMPLE
+    for i in range(SAMPLE):
+        k = keys[i * step]
+        if k == EMPTY_KEY:
+            continue
+        slot = _mix(k) & (cap - 1)
+        while table[slot] != k and table[slot] != EMPTY_KEY:
+            slot = (slot + 1) & (cap - 1)
+        if table[slot] == EMPTY_KEY:
+            table[slot] = k
+            u += 1
+    free(table)
+    return 2 * u > SAMPLE
+
+
+cdef int _count_hashed(uint64_t* keys, int64_t* c, Py_ssize_t n,
+                       Py_ssize_t* nresult) noexcept nogil:
+    """Counts the n keys in a hash table (as merge_counts does) into keys[:u], c[:u], ascending;
+    COUNT_TOO_MANY (keys untouched) when there are more distinct keys than it takes."""
+    cdef Py_ssize_t i, u = 0, cap = 1024, mask, slot, pos
+    cdef uint64_t k
+    cdef int64_t max_count = 0
+    cdef Pair* table
+    cdef Pair* a
+    cdef Pair* srt
+    while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * n:
+        cap *= 2
+    table = <Pair*>malloc(cap * sizeof(Pair))
+    if table == NULL:
+        return MERGE_NOMEM
+    for i in range(cap):
+        table[i].key = EMPTY_KEY
+        table[i].count = 0
+    mask = cap - 1
+    for i in range(n):
+        k = keys[i]
+        if k == EMPTY_KEY:  # all 64 bits set: the table's empty mark, counted aside
+            max_count += 1
+            continue
+        slot = _mix(k) & mask
+        while table[slot].key != k and table[slot].key != EMPTY_KEY:
+            slot = (slot + 1) & mask
+        if table[slot].key == EMPTY_KEY:
+            if 2 * (u + 1) > cap:  # too many distinct keys
+                free(table)
+                return COUNT_TOO_MANY
+            table[slot].key = k
+            table[slot].count = 1
+            u += 1
+        else:
+            table[slot].count += 1
+    a = <Pair*>malloc(2 * (u + 1) * sizeof(Pair))
+    if a == NULL:
+        free(table)
+        return MERGE_NOMEM
+    pos = 0
+    for i in range(cap):
+        if table[i].key != EMPTY_KEY:
+            a[pos] = table[i]
+            pos += 1
+    free(table)
+    if max_count:
+        a[pos].key = EMPTY_KEY
+        a[pos].count = max_count
+        pos += 1
+    srt = _radix_sort_pairs(a, a + u + 1, pos)
+    for i in range(pos):
+        keys[i] = srt[i].key
+        c[i] = srt[i].count
+    free(a)
+    nresult[0] = pos
+    return MERGE_OK
+
+
 cdef int _count_u64(uint64_t* keys, uint64_t* tmp, Py_ssize_t n, uint64_t kor, uint64_t kand,
                     uint64_t kmax, uint64_t** ukeys, int64_t** ucounts,
                     Py_ssize_t* nresult) noexcept nogil:
@@ -1318,16 +1416,12 @@ cdef int _count_u64(uint64_t* keys, uint64_t* tmp, Py_ssize_t n, uint64_t kor, u
     hash table (as merge_counts), there; past that the keys are radix sorted (only the bits in
     which they differ) and equal neighbours counted.
     """
-    cdef Py_ssize_t i, j, u = 0, cap = 1024, mask, slot, pos
+    cdef Py_ssize_t i, j, u = 0
     cdef uint64_t k, diff = kor ^ kand
     cdef uint64_t* s
     cdef int64_t* c
     cdef int64_t* table64
-    cdef int64_t max_count = 0
-    cdef Pair* table
-    cdef Pair* a
-    cdef Pair* srt
-    cdef int lo
+    cdef int lo, rc
     ukeys[0] = keys
     ucounts[0] = <int64_t*>tmp
     nresult[0] = 0
@@ -1356,56 +1450,11 @@ cdef int _count_u64(uint64_t* keys, uint64_t* tmp, Py_ssize_t n, uint64_t kor, u
         nresult[0] = u
         return MERGE_OK
 
-    # 2. a hash table while the distinct keys fit in cache
-    while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * n:
-        cap *= 2
-    table = <Pair*>malloc(cap * sizeof(Pair))
-    if table == NULL:
-        return MERGE_NOMEM
-    for i in range(cap):
-        table[i].key = EMPTY_KEY
-        table[i].count = 0
-    mask = cap - 1
-    for i in range(n):
-        k = keys[i]
-        if k == EMPTY_KEY:  # all 64 bits set: the table's empty mark, counted aside
-            max_count += 1
-            continue
-        slot = _mix(k) & mask
-        while table[slot].key != k and table[slot].key != EMPTY_KEY:
-            slot = (slot + 1) & mask
-        if table[slot].key == EMPTY_KEY:
-            if 2 * (u + 1) > cap:  # too many distinct keys: sort them all instead
-                u = -1
-                break
-            table[slot].key = k
-            table[slot].count = 1
-            u += 1
-        else:
-            table[slot].count += 1
-    if u >= 0:
-        a = <Pair*>malloc(2 * (u + 1) * sizeof(Pair))
-        if a == NULL:
-            free(table)
-            return MERGE_NOMEM
-        pos = 0
-        for i in range(cap):
-            if table[i].key != EMPTY_KEY:
-                a[pos] = table[i]
-                pos += 1
-        free(table)
-        if max_count:
-            a[pos].key = EMPTY_KEY
-            a[pos].count = max_count
-            pos += 1
-        srt = _radix_sort_pairs(a, a + u + 1, pos)
-        for i in range(pos):
-            keys[i] = srt[i].key
-            c[i] = srt[i].count
-        free(a)
-        nresult[0] = pos
-        return MERGE_OK
-    free(table)
+    # 2. a hash table while the distinct keys fit in cache, unless a sample says they will not
+    if not _mostly_distinct(keys, n):
+        rc = _count_hashed(keys, c, n, nresult)
+        if rc != COUNT_TOO_MANY:
+            return rc
 
     # 3. radix sort of the keys, then one pass counting runs of equal keys
     lo = qjm_ctz64(diff)
@@ -1449,7 +1498,9 @@ def _bit_rows(array, num_bits):
         )
     nb = (num_bits + 7) // 8
     if a.shape[-1] != nb:
-        raise ValueError(f"{num_bits} bits take {nb} bytes per shot, but the array has {a.shape[-1]}")
+        raise ValueError(
+            f"{num_bits} bits take {nb} bytes per shot, but the array has {a.shape[-1]}"
+        )
     n = 1
     for d in a.shape[:-1]:
         n *= d
@@ -1528,7 +1579,8 @@ def bitarray_counts(array, num_bits) -> tuple:
             keys = <uint64_t*>_data(work)
             tmp = keys + n
             _ts = _release(n >= NOGIL_MIN)
-            qjm_rows_u64(rp, n, <int>nb, EMPTY_KEY if nbits == 64 else ((<uint64_t>1 << nbits) - 1),
+            qjm_rows_u64(rp, n, <int>nb,
+                         EMPTY_KEY if nbits == 64 else ((<uint64_t>1 << nbits) - 1),
                          keys, &kor, &kand, &kmax)
             rc = _count_u64(keys, tmp, n, kor, kand, kmax, &ukeys, &ucounts, &nres)
             _reacquire(_ts)

@@ -12,6 +12,10 @@ Representation of a set of classical outcomes of ``width`` bits (clbit 0 is the 
   ``BitArray.array``.
 
 Counts are 1-D ``numpy.int64`` arrays of non-negative values.
+
+``bitarray_counts`` and ``join_shots`` take Sampler V2's bit arrays as qiskit's ``BitArray.array``
+holds them: uint8 of shape ``(*shape, shots, nbytes)``, each row an outcome in the packed layout
+above (bits above ``num_bits`` in a row's first byte are not part of the outcome).
 """
 
 from __future__ import annotations

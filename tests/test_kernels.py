@@ -3,7 +3,8 @@
 Every test taking the ``K`` fixture runs once per implementation. The compiled one must be
 importable; without it the "cython" cases fail, unless ``QJM_PUREPYTHON=1`` is set, which skips them.
 References: plain Python on ``int(x, 16)``, and qiskit (``format_counts_memory``, ``Counts``,
-``marginal_distribution``, ``marginal_counts``, ``marginal_memory``, ``sampled_expectation_value``).
+``marginal_distribution``, ``marginal_counts``, ``marginal_memory``, ``sampled_expectation_value``,
+``BitArray.get_counts`` and ``BitArray.concatenate_shots``).
 """
 
 from __future__ import annotations
@@ -898,6 +899,332 @@ def test_expectation_z_errors(K):
 
 
 # ------------------------------------------------------------------------------------------
+# bitarray_counts / join_shots (Sampler V2's BitArray.array)
+# ------------------------------------------------------------------------------------------
+
+bit_widths = st.one_of(st.integers(1, 130), st.sampled_from([1, 7, 8, 9, 63, 64, 65, 72, 128, 130]))
+
+
+@st.composite
+def bit_array_case(draw, max_shots=30):
+    """(array, num_bits): uint8 of shape (*shape, shots, nbytes) with random bytes, stray bits
+    above num_bits included, rows drawn from a small pool so that outcomes repeat."""
+    num_bits = draw(bit_widths, label="num_bits")
+    nb = nbytes(num_bits)
+    shape = tuple(draw(st.lists(st.integers(0, 3), max_size=2), label="shape"))
+    shots = draw(st.integers(0, max_shots), label="shots")
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    pool = rng.integers(0, 256, (draw(st.integers(1, 6)), nb), dtype=np.uint8)
+    pool[0] = 0
+    if draw(st.booleans()):
+        pool[-1] = 255  # every bit set, stray ones included
+    array = pool[rng.integers(0, len(pool), shape + (shots,))]
+    return np.ascontiguousarray(array, dtype=np.uint8).reshape(shape + (shots, nb)), num_bits
+
+
+def bitarray_dict(K, array, num_bits) -> dict:
+    keys, counts = K.bitarray_counts(array, num_bits)
+    return dict(zip(K.format_bits(keys, num_bits, None), counts.tolist()))
+
+
+def check_counts_form(keys, counts, num_bits) -> None:
+    """keys in the representation for num_bits, unique and ascending; counts int64 > 0."""
+    assert counts.dtype == np.int64 and counts.ndim == 1 and (counts > 0).all()
+    assert keys.shape[0] == counts.shape[0]
+    if num_bits <= 64:
+        assert keys.dtype == np.uint64 and keys.ndim == 1
+    else:
+        assert keys.dtype == np.uint8 and keys.shape[1:] == (nbytes(num_bits),)
+    assert keys.flags.c_contiguous and counts.flags.c_contiguous
+    ints = to_ints(keys)
+    assert ints == sorted(set(ints))
+    assert all(v < 1 << num_bits for v in ints)
+
+
+@SETTINGS
+@given(case=bit_array_case())
+def test_bitarray_counts_matches_qiskit_get_counts(K, case):
+    from qiskit.primitives import BitArray
+
+    array, num_bits = case
+    keys, counts = K.bitarray_counts(array, num_bits)
+    check_counts_form(keys, counts, num_bits)
+    assert bitarray_dict(K, array, num_bits) == BitArray(array, num_bits).get_counts()
+    assert int(counts.sum()) == int(np.prod(array.shape[:-1]))
+
+
+@SETTINGS
+@given(case=bit_array_case(), how=st.sampled_from(["as is", "reversed", "fortran"]))
+def test_bitarray_counts_implementations_agree(PY, CY, case, how):
+    array, num_bits = case
+    if how == "reversed" and array.ndim >= 2:
+        array = array[..., ::-1, :]  # not contiguous
+    elif how == "fortran":
+        array = np.asfortranarray(array)
+    same_outcome(
+        outcome(PY, lambda m: m.bitarray_counts, array, num_bits),
+        outcome(CY, lambda m: m.bitarray_counts, array, num_bits),
+    )
+
+
+@SETTINGS
+@given(
+    array=st.one_of(
+        st.builds(
+            lambda n, nb, dt: np.zeros((n, nb), dtype=dt),
+            st.integers(0, 3),
+            st.integers(0, 18),
+            st.sampled_from([np.uint8, np.int8, np.uint16, np.int64, bool]),
+        ),
+        st.builds(lambda n: np.zeros(n, np.uint8), st.integers(0, 3)),
+        st.just(np.uint8(3)),
+        st.just([[1, 2]]),
+    ),
+    num_bits=st.integers(-3, 140),
+)
+def test_bitarray_counts_implementations_agree_on_bad_input(PY, CY, array, num_bits):
+    same_outcome(
+        outcome(PY, lambda m: m.bitarray_counts, array, num_bits),
+        outcome(CY, lambda m: m.bitarray_counts, array, num_bits),
+    )
+
+
+def test_bitarray_counts_masks_stray_high_bits(K):
+    """Bits above num_bits in a row's first byte are ignored, as BitArray.get_counts ignores
+    them: rows that differ only there count as one outcome."""
+    from qiskit.primitives import BitArray
+
+    for num_bits in (1, 3, 27, 63, 65, 70, 127, 130):
+        nb = nbytes(num_bits)
+        rng = np.random.default_rng(num_bits)
+        clean = rng.integers(0, 256, (50, nb), dtype=np.uint8)
+        clean[:, 0] &= (1 << (num_bits - 8 * (nb - 1))) - 1
+        dirty = clean.copy()
+        if num_bits % 8:
+            dirty[:, 0] |= rng.integers(0, 256, 50, dtype=np.uint8) & ~np.uint8(
+                (1 << (num_bits % 8)) - 1
+            )
+            assert not np.array_equal(dirty, clean)
+        both = np.concatenate([clean, dirty])
+        keys, counts = K.bitarray_counts(both, num_bits)
+        want_keys, want_counts = K.bitarray_counts(clean, num_bits)
+        assert_same_array(keys, want_keys)
+        assert_same_array(counts, 2 * want_counts)
+        assert bitarray_dict(K, both, num_bits) == BitArray(both, num_bits).get_counts()
+        assert all(v < 1 << num_bits for v in to_ints(keys))
+        assert np.array_equal(dirty, both[50:])  # the input is not modified
+    # 27 bits, every stray bit set: the same 3 outcomes as without them
+    rows = np.array([[0xF8, 0, 0, 1], [0x00, 0, 0, 1], [0xFF, 255, 255, 255], [7, 255, 255, 255]])
+    keys, counts = K.bitarray_counts(rows.astype(np.uint8), 27)
+    assert keys.tolist() == [1, (1 << 27) - 1] and counts.tolist() == [2, 2]
+
+
+def test_bitarray_counts_examples(K):
+    rows = np.array([[0, 5], [1, 0], [0, 5], [0, 0]], np.uint8)  # 9 bits
+    keys, counts = K.bitarray_counts(rows, 9)
+    assert_same_array(keys, np.array([0, 5, 256], np.uint64))
+    assert_same_array(counts, np.array([1, 2, 1], np.int64))
+    assert bitarray_dict(K, rows, 9) == {"000000000": 1, "000000101": 2, "100000000": 1}
+    # a leading shape: every row counts
+    keys, counts = K.bitarray_counts(np.stack([rows[:2], rows[2:]]), 9)  # shape (2,), 2 shots
+    assert keys.tolist() == [0, 5, 256] and counts.tolist() == [1, 2, 1]
+    grid = np.broadcast_to(rows, (2, 3, 4, 2))  # read-only, not contiguous
+    keys, counts = K.bitarray_counts(grid, 9)
+    assert keys.tolist() == [0, 5, 256] and counts.tolist() == [6, 12, 6]
+    # no shots; a zero-size shape
+    assert_same_array(K.bitarray_counts(np.zeros((0, 4), np.uint8), 27)[0], np.zeros(0, np.uint64))
+    keys, counts = K.bitarray_counts(np.zeros((3, 0, 17), np.uint8), 130)
+    assert_same_array(keys, np.zeros((0, 17), np.uint8))
+    assert_same_array(counts, np.zeros(0, np.int64))
+    # 0 bits: every shot is the outcome 0 (formatted "0", as format_counts_memory would)
+    keys, counts = K.bitarray_counts(np.zeros((2, 5, 0), np.uint8), 0)
+    assert keys.tolist() == [0] and counts.tolist() == [10]
+    # 64 bits: all ones (the compiled hash table's empty mark) is an outcome like any other
+    top = np.full((3, 8), 255, np.uint8)
+    wide = np.concatenate([top, np.zeros((2, 8), np.uint8), top[:1]])
+    keys, counts = K.bitarray_counts(wide, 64)
+    assert keys.tolist() == [0, (1 << 64) - 1] and counts.tolist() == [2, 4]
+    # 128 bits: packed rows
+    keys, counts = K.bitarray_counts(np.concatenate([top, top], axis=1), 128)
+    assert to_ints(keys) == [(1 << 128) - 1] and counts.tolist() == [3]
+
+
+@pytest.mark.parametrize(
+    "what",
+    ["random 27", "few 27", "heavy 27", "ghz 27", "one 27", "small 12", "wide 64", "mostly top 64"],
+)
+def test_bitarray_counts_many_shots(K, what):
+    """Sizes past the compiled kernel's thresholds: its direct table, hash table and radix sort
+    (with and without the sample that skips hashing), the GIL released; against numpy."""
+    rng = np.random.default_rng(21)
+    n = 400_000 if what == "heavy 27" else 200_000
+    num_bits = {"small": 12, "wide": 64, "mostly": 64}.get(what.split()[0], 27)
+    nb = nbytes(num_bits)
+    if what == "random 27":
+        ints = rng.integers(0, 1 << 27, n, dtype=np.uint64)
+    elif what == "few 27":
+        ints = rng.integers(0, 1 << 27, 1000, dtype=np.uint64)[rng.integers(0, 1000, n)]
+    elif what == "heavy 27":  # the sample says hash, the hash table overflows: sorted
+        ints = rng.integers(0, 1 << 27, n, dtype=np.uint64)
+        ints[rng.random(n) < 0.55] = 0  # 180,000 distinct; 45% of a sample
+    elif what == "ghz 27":
+        ints = rng.integers(0, 2, n).astype(np.uint64) * np.uint64((1 << 27) - 1)
+    elif what == "one 27":
+        ints = np.full(n, 12345, np.uint64)
+    elif what == "small 12":
+        ints = rng.integers(0, 1 << 12, n, dtype=np.uint64)
+    elif what == "wide 64":
+        ints = rng.integers(0, 1 << 63, n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        ints[::7] = np.uint64((1 << 64) - 1)
+    else:  # mostly all ones, some others: the hash table's empty mark, counted aside
+        ints = np.full(n, (1 << 64) - 1, np.uint64)
+        ints[::100] = rng.integers(0, 50, n // 100, dtype=np.uint64)
+    rows = ints.astype(">u8").view(np.uint8).reshape(n, 8)[:, 8 - nb :]
+    rows = np.ascontiguousarray(rows)
+    if num_bits % 8:
+        rows[:, 0] |= np.uint8(0xFF << (num_bits % 8) & 0xFF)  # stray bits everywhere
+    keys, counts = K.bitarray_counts(rows.reshape(4, n // 4, nb), num_bits)
+    want_keys, want_counts = np.unique(ints, return_counts=True)
+    assert_same_array(keys, want_keys)
+    assert_same_array(counts, want_counts.astype(np.int64))
+
+
+def test_bitarray_counts_wide_many_shots(K):
+    """Packed rows (> 64 bits) past the hash table: merge_counts' sorting path."""
+    rng = np.random.default_rng(22)
+    rows = rng.integers(0, 256, (150_000, 10), dtype=np.uint8)  # 75 bits, stray bits set
+    rows[::3] = rows[0]
+    keys, counts = K.bitarray_counts(rows, 75)
+    masked = rows.copy()
+    masked[:, 0] &= 0x07
+    want_keys, want_counts = np.unique(masked, axis=0, return_counts=True)
+    assert_same_array(keys, want_keys)
+    assert_same_array(counts, want_counts.astype(np.int64))
+
+
+def test_bitarray_counts_in_two_threads(K):
+    rng = np.random.default_rng(23)
+    arrays = [rng.integers(0, 256, (300_000, 4), dtype=np.uint8) for _ in range(2)]
+    want = [K.bitarray_counts(a, 27) for a in arrays]
+    got: list = [None, None]
+
+    def work(i):
+        for _ in range(3):
+            got[i] = K.bitarray_counts(arrays[i], 27)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for g, w in zip(got, want):
+        assert_same_array(g[0], w[0])
+        assert_same_array(g[1], w[1])
+
+
+def test_bitarray_counts_errors(K):
+    rows = np.zeros((4, 4), np.uint8)
+    with pytest.raises(ValueError, match="num_bits must be >= 0, got -1"):
+        K.bitarray_counts(rows, -1)
+    with pytest.raises(ValueError, match="33 bits take 5 bytes per shot, but the array has 4"):
+        K.bitarray_counts(rows, 33)
+    with pytest.raises(ValueError, match="24 bits take 3 bytes per shot"):
+        K.bitarray_counts(rows, 24)
+    with pytest.raises(ValueError, match="must be uint8, got dtype int64"):
+        K.bitarray_counts(rows.astype(np.int64), 27)
+    with pytest.raises(ValueError, match="must be uint8, got dtype bool"):
+        K.bitarray_counts(rows.astype(bool), 27)
+    with pytest.raises(ValueError, match=r"\(\*shape, shots, nbytes\), got 1 dimension"):
+        K.bitarray_counts(rows[0], 27)
+    with pytest.raises(TypeError):
+        K.bitarray_counts(rows, 27.0)
+
+
+@st.composite
+def shot_parts_case(draw):
+    num_bits = draw(bit_widths, label="num_bits")
+    nb = nbytes(num_bits)
+    shape = tuple(draw(st.lists(st.integers(0, 3), max_size=3), label="shape"))
+    shots = draw(st.lists(st.integers(0, 6), min_size=1, max_size=6), label="shots")
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    parts = [rng.integers(0, 256, shape + (s, nb), dtype=np.uint8) for s in shots]
+    return parts, num_bits
+
+
+@SETTINGS
+@given(case=shot_parts_case(), contiguous=st.booleans())
+def test_join_shots_matches_concatenate_shots(K, case, contiguous):
+    from qiskit.primitives import BitArray
+
+    parts, num_bits = case
+    if not contiguous:
+        parts = [p[..., ::-1, :] for p in parts]
+    want = BitArray.concatenate_shots([BitArray(p, num_bits) for p in parts])
+    acc = BitArray(parts[0], num_bits)  # and as repeated concatenate_shots would join them
+    for p in parts[1:]:
+        acc = BitArray.concatenate_shots([acc, BitArray(p, num_bits)])
+    got = K.join_shots(parts)
+    assert_same_array(got, want.array)
+    assert_same_array(got, acc.array)
+    assert got.flags.c_contiguous and got.flags.writeable
+    assert not any(np.shares_memory(got, p) for p in parts)
+    assert BitArray(got, num_bits) == want
+
+
+@SETTINGS
+@given(case=shot_parts_case(), edit=st.integers(0, 5))
+def test_join_shots_implementations_agree(PY, CY, case, edit):
+    parts, _ = case
+    parts = list(parts)
+    last = parts[-1]
+    if edit == 1:
+        parts.append(last[..., :-1] if last.shape[-1] else last[..., None, :, :])
+    elif edit == 2:
+        parts.append(last[None])
+    elif edit == 3:
+        parts.append(last.astype(np.int16))
+    elif edit == 4:
+        parts = []
+    same_outcome(
+        outcome(PY, lambda m: m.join_shots, parts),
+        outcome(CY, lambda m: m.join_shots, parts),
+    )
+
+
+def test_join_shots_examples(K):
+    a = np.arange(2 * 3 * 2, dtype=np.uint8).reshape(2, 3, 2)
+    b = np.full((2, 1, 2), 200, np.uint8)
+    got = K.join_shots([a, b, a[:, :0]])
+    assert_same_array(got, np.concatenate([a, b], axis=1))
+    assert got.shape == (2, 4, 2)
+    one = K.join_shots((a,))  # a tuple is a sequence too
+    assert_same_array(one, a)
+    assert not np.shares_memory(one, a)
+    assert_same_array(K.join_shots(iter([b, b])), np.concatenate([b, b], axis=1))
+    # many parts, enough shots to release the GIL
+    parts = [np.full((2, 1000 + i, 4), i, np.uint8) for i in range(20)]
+    assert_same_array(K.join_shots(parts), np.concatenate(parts, axis=-2))
+
+
+def test_join_shots_errors(K):
+    a = np.zeros((3, 5, 4), np.uint8)
+    with pytest.raises(ValueError, match="at least one array"):
+        K.join_shots([])
+    with pytest.raises(ValueError, match="shot part 1 has 3 bytes per shot, but part 0 has 4"):
+        K.join_shots([a, a[..., :3]])
+    with pytest.raises(ValueError, match=r"shot part 2 has shape \(2,\), but part 0 has \(3,\)"):
+        K.join_shots([a, a, a[:2]])
+    with pytest.raises(ValueError, match=r"shot part 1 has shape \(\), but part 0 has \(3,\)"):
+        K.join_shots([a, a[0]])
+    with pytest.raises(ValueError, match="shot part 1 must be uint8, got dtype int64"):
+        K.join_shots([a, a.astype(np.int64)])
+    with pytest.raises(ValueError, match="shot part 0 must have shape"):
+        K.join_shots([a[0, 0], a])
+    with pytest.raises(TypeError, match="not one array"):
+        K.join_shots(a)
+
+
+# ------------------------------------------------------------------------------------------
 # both implementations expose the same API
 # ------------------------------------------------------------------------------------------
 
@@ -910,6 +1237,8 @@ API = [
     "marginal_counts",
     "marginal_memory",
     "expectation_z",
+    "bitarray_counts",
+    "join_shots",
 ]
 
 
