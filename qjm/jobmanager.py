@@ -265,6 +265,15 @@ class JobManager:
             check_positive_int("shots", run_options["shots"])
         kind.check_options(run_options, check=bool(check_options))
         pubs = kind.coerce(work, run_options)
+        if kind.name == "sampler" and (max_shots_per_job or max_executions_per_job):
+            unknown = [i for i, pub in enumerate(pubs) if pub.shots is None]
+            if unknown:
+                raise ValueError(
+                    f"the shots of PUB {unknown[0]} are not known (the PUB gives none, run() got "
+                    "no shots= and the sampler states no default_shots), so max_shots_per_job "
+                    "and max_executions_per_job cannot be applied: pass shots=. Nothing was "
+                    "submitted."
+                )
         pieces = cut(pubs, max_executions_per_job, max_shots_per_job)
         bounds = piece_bounds(pieces, max_pubs_per_job, max_executions_per_job)
         plan = make_plan(len(pieces), len(pieces), None, bounds)
