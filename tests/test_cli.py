@@ -130,3 +130,24 @@ def test_default_store_follows_qjm_home(tmp_path, subprocess_env):
     assert listed.returncode == 0, listed.stderr
     assert "No job sets in the store." in listed.stdout
     assert (tmp_path / "home" / "jobsets.sqlite").is_file()
+
+
+def test_demo_sampler_runs_pubs_and_show_reads_them_back(tmp_path):
+    env = child_env()
+    env["QJM_HOME"] = str(tmp_path / "home")
+    store = tmp_path / "s.sqlite"
+    proc = qjm_cli(env, *DEMO, "--sampler", store=store)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"Total jobs: 3$", proc.stdout, re.MULTILINE), proc.stdout
+    assert "| PUBs" in proc.stdout and "60 of 60 available" in proc.stdout
+    assert "SamplerV2" in proc.stdout
+    set_id = _job_set_id(proc.stdout)
+    shown = qjm_cli(env, "show", set_id, "--detailed", store=store)
+    assert shown.returncode == 0, shown.stderr
+    assert "PUBs: 60 (sampler)" in shown.stdout
+    assert re.findall(r"^  (PUBs \d+-\d+)$", shown.stdout, re.MULTILINE) == [
+        "PUBs 0-19",
+        "PUBs 20-39",
+        "PUBs 40-59",
+    ]
+    assert re.findall(r"status: (\w+)", shown.stdout) == ["DONE"] * 3
