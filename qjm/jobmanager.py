@@ -258,6 +258,11 @@ class JobManager:
         max_shots_per_job = check_positive_int("max_shots_per_job", max_shots_per_job)
         if max_shots_per_job is not None and kind.name != "sampler":
             raise ValueError("max_shots_per_job splits sampler PUBs; an estimator has no shots")
+        if kind.name == "sampler":
+            # the shots a job may take, as the primitive's backend states them
+            stated = _backend_limit(kind.backend(), "max_shots")
+            limits = [x for x in (max_shots_per_job, stated) if x]
+            max_shots_per_job = min(limits) if limits else None
         tags = check_tags(tags)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, not {name!r}")

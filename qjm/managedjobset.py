@@ -465,6 +465,11 @@ class ManagedJobSet:
                 message = mj.error_message()
                 if message:
                     lines.append(f"    error: {message}")
+                    if self._layout is not None:
+                        lines.append(
+                            "    partial results: none (a primitive job returns all of its PUBs "
+                            "or none; partial=True changes nothing here)"
+                        )
         return "\n".join(lines)
 
     # -- results --------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from backends import OnceBackend, SlowBackend, SubmitFailBackend
+from backends import OnceBackend, SlowBackend, SubmitFailBackend, WrappedBackend
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit.primitives import (
@@ -238,6 +238,23 @@ def test_a_failed_job_leaves_its_pubs_missing_with_the_reason():
     with pytest.raises(ManagedResultDataNotAvailable):
         results.primitive_result()
     assert "submit refused" in job_set.error_messages()
+    assert "partial results: none" in job_set.report(detailed=True)
+
+
+class ShotLimitedBackend(WrappedBackend):
+    """A backend that states a shot limit, as IBM backends do (``max_shots``)."""
+
+    max_shots = 100
+
+
+def test_the_primitives_backend_shot_limit_is_honoured():
+    backend = ShotLimitedBackend(inner=AerSimulator())
+    job_set = qjm.JobManager(store=":memory:").run(
+        sampler_pubs(2), sampler=BackendSamplerV2(backend=backend), shots=250
+    )
+    results = job_set.results(timeout=60)
+    assert len(job_set.managed_jobs()) == 3  # 250 shots as 84 + 83 + 83
+    assert results[0].data.meas.num_shots == 250
 
 
 def test_slow_backend_deadline_then_the_rest():

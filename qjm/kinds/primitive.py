@@ -33,6 +33,17 @@ class PrimitiveKind(Kind):
     def coerce(self, work: Any, options: dict[str, Any]) -> list:
         raise NotImplementedError
 
+    def backend(self) -> Any:
+        """The backend the primitive runs on, where it says (qiskit-ibm-runtime's ``backend()``,
+        ``BackendSamplerV2.backend``), else None."""
+        backend = getattr(self.target, "backend", None)
+        if callable(backend):
+            try:
+                backend = backend()
+            except Exception:  # noqa: BLE001 - a primitive that cannot say has no backend
+                backend = None
+        return backend
+
     def check_options(self, options: dict[str, Any], check: bool = True) -> None:
         """Refuse a keyword ``run`` does not take (a primitive's run takes only a few).
 
