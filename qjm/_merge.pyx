@@ -708,6 +708,17 @@ ctypedef struct Pair:
     uint64_t key
     int64_t count
 
+
+cdef Pair* _empty_table(Py_ssize_t cap) noexcept nogil:
+    """A hash table of ``cap`` empty slots (EMPTY_KEY, count 0), or NULL when out of memory."""
+    cdef Py_ssize_t i
+    cdef Pair* table = <Pair*>malloc(cap * sizeof(Pair))
+    if table != NULL:
+        for i in range(cap):
+            table[i].key = EMPTY_KEY
+            table[i].count = 0
+    return table
+
 # merge error codes
 cdef enum:
     MERGE_OK = 0
@@ -824,12 +835,9 @@ cdef int _merge_u64(const uint64_t** kp, const int64_t** cp, const Py_ssize_t* l
     cap = 1024
     while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * total:
         cap *= 2
-    table = <Pair*>malloc(cap * sizeof(Pair))
+    table = _empty_table(cap)
     if table == NULL:
         return MERGE_NOMEM
-    for i in range(cap):
-        table[i].key = EMPTY_KEY
-        table[i].count = 0
     mask = cap - 1
     for p in range(nparts):
         if not hashed:
@@ -1358,12 +1366,9 @@ cdef int _count_hashed(uint64_t* keys, int64_t* c, Py_ssize_t n,
     cdef Pair* srt
     while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * n:
         cap *= 2
-    table = <Pair*>malloc(cap * sizeof(Pair))
+    table = _empty_table(cap)
     if table == NULL:
         return MERGE_NOMEM
-    for i in range(cap):
-        table[i].key = EMPTY_KEY
-        table[i].count = 0
     mask = cap - 1
     for i in range(n):
         k = keys[i]

@@ -75,8 +75,6 @@ def demo(args: argparse.Namespace) -> int:
     )
     results = job_set.results(timeout=args.timeout, partial=True, progress=True)
     elapsed = time.monotonic() - start
-    print(job_set.report(detailed=args.detailed))
-    print()
     outcomes = 0
     available = 0
     for i in range(len(circuits)):
@@ -94,9 +92,17 @@ def demo(args: argparse.Namespace) -> int:
         ("distinct outcomes (mean)", f"{outcomes / max(available, 1):.1f}"),
         ("wall time", f"{elapsed:.2f} s"),
         ("experiments per second", f"{len(circuits) / elapsed:,.0f}"),
-        ("success", str(results.success)),
-        ("store", manager.store_path),
     ]
+    return _finish_demo(args, manager, job_set, results, rows)
+
+
+def _finish_demo(
+    args: argparse.Namespace, manager: JobManager, job_set, results, rows: list
+) -> int:
+    """The demo's report, its summary table, errors and the job set id."""
+    print(job_set.report(detailed=args.detailed))
+    print()
+    rows = rows + [("success", str(results.success)), ("store", manager.store_path)]
     print(_table(rows))
     if not results.success:
         print(job_set.error_messages())
@@ -123,8 +129,6 @@ def _demo_sampler(args: argparse.Namespace, manager: JobManager, circuits: list)
     )
     results = job_set.results(timeout=args.timeout, progress=True)
     elapsed = time.monotonic() - start
-    print(job_set.report(detailed=args.detailed))
-    print()
     outcomes = available = 0
     for i in range(len(circuits)):
         try:
@@ -140,17 +144,8 @@ def _demo_sampler(args: argparse.Namespace, manager: JobManager, circuits: list)
         ("distinct outcomes (mean)", f"{outcomes / max(available, 1):.1f}"),
         ("wall time", f"{elapsed:.2f} s"),
         ("PUBs per second", f"{len(circuits) / elapsed:,.0f}"),
-        ("success", str(results.success)),
-        ("store", manager.store_path),
     ]
-    print(_table(rows))
-    if not results.success:
-        print(job_set.error_messages())
-    print()
-    print(f"Job set id: {job_set.job_set_id()}")
-    print(f"Show it again later with: qjm show {job_set.job_set_id()}")
-    manager.shutdown()
-    return 0 if results.success else 1
+    return _finish_demo(args, manager, job_set, results, rows)
 
 
 def show(args: argparse.Namespace) -> int:

@@ -104,6 +104,14 @@ def merge_parts(parts: list[ExperimentRecord]) -> ExperimentRecord:
     return record
 
 
+def not_combinable(what: str, missing: list[int]) -> ManagedResultDataNotAvailable:
+    """The error of combining a set whose ``missing`` items (experiments, PUBs) are missing."""
+    shown = ", ".join(map(str, missing[:10])) + ("..." if len(missing) > 10 else "")
+    return ManagedResultDataNotAvailable(
+        f"cannot combine the results: {len(missing)} {what}(s) are missing (indices {shown})"
+    )
+
+
 class ManagedResults:
     """The results of the experiments of a job set.
 
@@ -292,12 +300,7 @@ class ManagedResults:
             ManagedResultDataNotAvailable: some experiment's data is missing (``success`` is False).
         """
         if not self.success:
-            missing = self.missing()
-            raise ManagedResultDataNotAvailable(
-                f"cannot combine the results: {len(missing)} experiment(s) are missing "
-                f"(global indices {', '.join(map(str, missing[:10]))}"
-                f"{'...' if len(missing) > 10 else ''})"
-            )
+            raise not_combinable("experiment", self.missing())
         fields = fresh(next(r for r in self._records if r is not None).fields)
         fields["job_id"] = self.job_set_id
         fields["success"] = True

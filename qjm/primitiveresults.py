@@ -10,6 +10,7 @@ from qiskit.exceptions import QiskitError
 
 from qjm._kernels import kernels
 from qjm.exceptions import JobManagerJobNotFound, ManagedResultDataNotAvailable
+from qjm.managedresults import not_combinable
 from qjm.pubrecords import PubRecord, join_shots, join_sweep
 from qjm.records import fresh
 
@@ -139,11 +140,7 @@ class ManagedPrimitiveResults:
         from qiskit.primitives import PrimitiveResult
 
         if not self.success:
-            missing = self.missing()
-            raise ManagedResultDataNotAvailable(
-                f"cannot combine the results: {len(missing)} PUB(s) are missing (indices "
-                f"{', '.join(map(str, missing[:10]))}{'...' if len(missing) > 10 else ''})"
-            )
+            raise not_combinable("PUB", self.missing())
         metadata = next((r.metadata for r in self._records if r is not None), {})
         return PrimitiveResult([self[i] for i in range(len(self))], metadata=fresh(metadata))
 
