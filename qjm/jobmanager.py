@@ -22,7 +22,7 @@ from qjm.runoptions import (
     encode_run_options,
     job_seeds,
     logger,
-    shot_part_seeds,
+    primitive_job_seeds,
 )
 from qjm.store import Store, default_store_path
 from qjm.validation import check_circuits, check_positive_int, check_tags
@@ -282,11 +282,7 @@ class JobManager:
         pieces = cut(pubs, max_executions_per_job, max_shots_per_job)
         bounds = piece_bounds(pieces, max_pubs_per_job, max_executions_per_job)
         plan = make_plan(len(pieces), len(pieces), None, bounds)
-        n_parts = 1 + max(p.part for p in pieces)
-        seed = kind.seed()
-        part_seeds = [None] + (
-            shot_part_seeds(seed, n_parts - 1) if seed is not None else [None] * (n_parts - 1)
-        )
+        seeds = primitive_job_seeds(pieces, plan, kind.seed(), kind.seed_stride())
         items = [piece_pub(pubs[p.pub], p) for p in pieces]
         options_json, unstored = encode_run_options(dict(run_options))
         job_set = ManagedJobSet(
@@ -299,7 +295,7 @@ class JobManager:
             backend_name=kind.target_name(),
             store=self._store,
             max_workers=max_workers,
-            seeds=[part_seeds[pieces[job.start].part] for job in plan.jobs],
+            seeds=seeds,
             unstored_options=unstored,
             kind=kind,
             layout={

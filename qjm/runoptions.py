@@ -226,6 +226,31 @@ def shot_part_seeds(seed: int, n: int) -> list[int]:
     return out
 
 
+def primitive_job_seeds(pieces: list, plan: Any, seed: int | None, stride: int) -> list[int | None]:
+    """The seed each job of PUB pieces runs its primitive with (None: the primitive's own).
+
+    Shot part 0 keeps the primitive's seed; later parts get :func:`shot_part_seeds`. Where the
+    primitive moves its seed by ``stride`` per bound circuit inside a job (Aer), the job whose
+    first piece comes after ``k`` parameter sets of its part is given ``base + stride * k``, so
+    that a split run samples as the unsplit run does.
+    """
+    if seed is None:
+        return [None] * len(plan.jobs)
+    n_parts = 1 + max(p.part for p in pieces)
+    bases = [seed] + shot_part_seeds(seed, n_parts - 1)
+    before = []  # parameter sets of the same part before each piece
+    count: dict[int, int] = {}
+    for piece in pieces:
+        before.append(count.get(piece.part, 0))
+        count[piece.part] = count.get(piece.part, 0) + piece.stop - piece.start
+    out: list[int | None] = []
+    for job in plan.jobs:
+        first = pieces[job.start]
+        value = bases[first.part] + stride * before[job.start]
+        out.append(None if value == seed else value)
+    return out
+
+
 def job_seeds(plan: Any, seed: int | None) -> list[int | None]:
     """The ``seed_simulator`` of every job of ``plan`` (None for all when ``seed`` is None)."""
     if seed is None:

@@ -15,7 +15,7 @@ if str(REPO) not in sys.path:  # bench/ is not an installed package: import it f
     # appended, not prepended: qjm itself must still come from where it is installed
     sys.path.append(str(REPO))
 
-from bench.__main__ import CASE_NAMES, command_line, main  # noqa: E402
+from bench.__main__ import CASE_NAMES, EXTRA_CASES, command_line, main  # noqa: E402
 from bench.report import (  # noqa: E402
     MemoryRow,
     Row,
@@ -153,7 +153,7 @@ def test_main_writes_the_file(tmp_path, capsys):
     assert set(_table_rows(text)) == {"marginal"}
 
 
-@pytest.mark.parametrize("name", CASE_NAMES)
+@pytest.mark.parametrize("name", CASE_NAMES + EXTRA_CASES)
 def test_every_case_is_registered(name):
     from bench.cases import CASES
 

@@ -83,6 +83,11 @@ class PrimitiveKind(Kind):
         """The seed the primitive samples with, where qjm knows how to read it."""
         return None
 
+    def seed_stride(self) -> int:
+        """How the primitive's seed moves from one circuit of a job to the next (0: it does
+        not, or qjm does not know)."""
+        return 0
+
     def submit(self, items: list, options: dict[str, Any]) -> Any:
         options = dict(options)
         seed = options.pop(_SEED_KEY, None)

@@ -4,10 +4,12 @@ qiskit's ``StatevectorSampler`` and ``BackendSamplerV2``, or a :class:`~qjm.Mana
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from qjm.kinds.primitive import PrimitiveKind
 from qjm.pubs import coerce_sampler_pubs
+from qjm.runoptions import AER_SEED_STRIDE
 
 
 class SamplerKind(PrimitiveKind):
@@ -23,28 +25,48 @@ class SamplerKind(PrimitiveKind):
         return None
 
     def seed(self) -> int | None:
-        """The seed of qiskit's ``StatevectorSampler`` and Aer's ``SamplerV2`` (``_seed``), or of
-        qiskit-ibm-runtime's local mode (``options.simulator.seed_simulator``)."""
-        seed = getattr(self.target, "_seed", None)
-        if seed is None:
-            simulator = getattr(getattr(self.target, "options", None), "simulator", None)
-            seed = getattr(simulator, "seed_simulator", None)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            return None
-        return seed
+        """The seed the sampler samples with: ``_seed`` of qiskit's ``StatevectorSampler`` and
+        Aer's ``SamplerV2``, ``options.seed_simulator`` of ``BackendSamplerV2``, or
+        ``options.simulator.seed_simulator`` of qiskit-ibm-runtime's local mode."""
+        options = getattr(self.target, "options", None)
+        for seed in (
+            getattr(self.target, "_seed", None),
+            getattr(options, "seed_simulator", None),
+            getattr(getattr(options, "simulator", None), "seed_simulator", None),
+        ):
+            if isinstance(seed, int) and not isinstance(seed, bool):
+                return seed
+        return None
+
+    def seed_stride(self) -> int:
+        """How the seed moves from one bound circuit to the next inside one job: Aer seeds
+        circuit ``k`` of a run with ``seed + 2113 * k`` (Aer's ``SamplerV2``, and
+        ``BackendSamplerV2`` or qiskit-ibm-runtime's local mode over an Aer simulator); 0 where
+        every circuit gets the same seed (``StatevectorSampler``) or the rule is not known."""
+        if type(self.target).__module__.startswith("qiskit_aer"):
+            return AER_SEED_STRIDE
+        backend = self.backend()
+        module = type(backend).__module__ if backend is not None else ""
+        if module.startswith(("qiskit_aer", "qiskit_ibm_runtime.fake_provider")):
+            return AER_SEED_STRIDE
+        return 0
 
     def with_seed(self, seed: int) -> Any:
         other = copy.copy(self.target)
+        options = getattr(self.target, "_options", None)
         if getattr(self.target, "_seed", None) is not None:
             other._seed = seed
-            return other
-        options = getattr(self.target, "options", None)
-        simulator = getattr(options, "simulator", None)
-        if getattr(simulator, "seed_simulator", None) is not None:
+        elif (
+            dataclasses.is_dataclass(options)
+            and getattr(options, "seed_simulator", None) is not None
+        ):
+            other._options = dataclasses.replace(options, seed_simulator=seed)
+        elif getattr(getattr(options, "simulator", None), "seed_simulator", None) is not None:
             other._options = copy.deepcopy(options)
-            other.options.simulator.seed_simulator = seed
-            return other
-        return self.target
+            other._options.simulator.seed_simulator = seed
+        else:
+            return self.target
+        return other
 
     def coerce(self, work: Any, options: dict[str, Any]) -> list:
         shots = options.get("shots")
