@@ -41,8 +41,9 @@ CASE_NAMES = [
     "memory",
     "bitarray_counts",
     "join_shots",
+    "sampler_end_to_end",
 ]
-EXTRA_CASES = ["end_to_end_configs"]  # run only when named with --only
+EXTRA_CASES = ["end_to_end_configs", "sampler_end_to_end_configs"]  # run only with --only
 
 
 def parser() -> argparse.ArgumentParser:
@@ -57,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
         choices=CASE_NAMES + EXTRA_CASES,
         metavar="CASE",
         help=f"run only this case (repeatable): {', '.join(CASE_NAMES)}; or "
-        f"{', '.join(EXTRA_CASES)} (not run by default: the end-to-end case over several job "
+        f"{', '.join(EXTRA_CASES)} (not run by default: the end-to-end cases over several job "
         "sizes and worker counts)",
     )
     p.add_argument(
@@ -112,7 +113,10 @@ def _notes(sizes, data, repeat: int) -> list[str]:
         "(same number of distinct keys, new strings). For bitarray_counts, one PUB of that "
         "circuit from Aer's `SamplerV2` (stabilizer), its `BitArray` as the sampler returns "
         "it; for join_shots, consecutive slices of that PUB's shots, each copied into an "
-        "array of its own.",
+        f"array of its own. For sampler_end_to_end, {sizes.sampler_e2e_pubs:,} PUBs: "
+        f"`random_circuit({sizes.sampler_e2e_qubits}, {sizes.sampler_e2e_depth}, seed=i)` with "
+        "`measure_all()`, transpiled for AerSimulator (optimization level 1), "
+        f"{sizes.sampler_e2e_shots:,} shots each, run by Aer's `SamplerV2` on both sides.",
     ]
     if data.seconds:
         made = "; ".join(f"{k}: {v:.1f} s" for k, v in data.seconds.items())

@@ -386,6 +386,149 @@ def case_end_to_end_configs(data: Data, repeat: int) -> list[Row]:
     return rows
 
 
+SAMPLER_SEED = 1234
+
+
+def _sampler_end_to_end(data: Data, repeat: int, case: str, jobs: int | None) -> Row:
+    """Run every PUB on Aer's ``SamplerV2`` and read every PUB's counts: one ``sampler.run``
+    against qjm's job set over a SQLite store, with ``max_pubs_per_job`` left to its default
+    (``jobs=None``: one job) or set to give ``jobs`` jobs."""
+    import shutil
+    import tempfile
+    import time
+
+    from qiskit_aer.primitives import SamplerV2
+
+    import qjm
+
+    s = data.sizes
+    pubs = data.sampler_pubs
+    n, shots, seed = len(pubs), s.sampler_e2e_shots, SAMPLER_SEED
+    per_job = None if jobs is None else -(-n // jobs)
+    limit = "" if per_job is None else f", max_pubs_per_job={per_job}"
+    row = Row(
+        case=case,
+        title=f"sampler end to end: {n:,} PUBs on Aer's SamplerV2, all counts read"
+        + ("" if case == "sampler_end_to_end" else f" (max_pubs_per_job={per_job})"),
+        size=f"{s.sampler_e2e_qubits} qubits, {_shots(shots)} shots",
+        items=n,
+        unit="PUBs",
+        baseline=f"`SamplerV2(seed={seed}).run(pubs, shots={shots}).result()`, then "
+        "`[r.data.meas.get_counts() for r in result]`",
+        qjm=f"`JobManager(store=<SQLite file in a temp dir>).run(pubs, sampler=SamplerV2(seed="
+        f"{seed}), shots={shots}{limit})`, `results()`, then `[res.get_counts(i) for i in "
+        "range(n)]`",
+        target=1.0,
+    )
+    tmp = tempfile.mkdtemp(prefix="qjm-bench-")
+    managers = []
+
+    def manager():
+        # a fresh store per repetition, a real file as the default store is (created untimed,
+        # as JobManager() is created once in a user's process)
+        path = tempfile.mkdtemp(dir=tmp)
+        managers.append(qjm.JobManager(store=f"{path}/jobsets.sqlite"))
+        return managers[-1]
+
+    def baseline(sampler):
+        result = sampler.run(pubs, shots=shots).result()
+        return [r.data.meas.get_counts() for r in result]
+
+    def with_qjm(args):
+        sampler, mgr = args
+        job_set = mgr.run(pubs, sampler=sampler, shots=shots, max_pubs_per_job=per_job)
+        res = job_set.results()
+        return [res.get_counts(i) for i in range(n)]
+
+    try:
+        # the check runs first, untimed: it is also the warm-up (Aer's first run in a process
+        # pays for starting its engine; neither side should pay that)
+        t0 = time.perf_counter()
+        result = SamplerV2(seed=seed).run(pubs, shots=shots).result()
+        t1 = time.perf_counter()
+        expect = [r.data.meas.get_counts() for r in result]
+        t_base_counts = time.perf_counter() - t1
+        del result
+        mgr = manager()
+        job_set = mgr.run(pubs, sampler=SamplerV2(seed=seed), shots=shots, max_pubs_per_job=per_job)
+        res = job_set.results()
+        t2 = time.perf_counter()
+        got = [res.get_counts(i) for i in range(n)]
+        t_qjm_counts = time.perf_counter() - t2
+        n_jobs = len(job_set.managed_jobs())
+        del res, job_set
+        mgr.shutdown()
+        widths = [
+            i
+            for i in range(n)
+            if sum(got[i].values()) != shots
+            or sum(expect[i].values()) != shots
+            or {len(k) for k in got[i]} != {len(k) for k in expect[i]}
+        ]
+        if widths:
+            row.check = (
+                f"get_counts({widths[0]}) is not a histogram of {shots} shots with the baseline's "
+                "key width"
+            )
+        elif n_jobs == 1 and got != expect:
+            first = next(i for i in range(n) if got[i] != expect[i])
+            row.check = f"one job, same seed, yet get_counts({first}) differs from the baseline's"
+        same = sum(got[i] == expect[i] for i in range(n))
+        del expect, got
+        pair = side_by_side(
+            repeat,
+            baseline,
+            with_qjm,
+            baseline_setup=lambda: SamplerV2(seed=seed),
+            qjm_setup=lambda: (SamplerV2(seed=seed), manager()),
+        )
+        _fill(row, pair)
+    finally:
+        for mgr in managers:
+            mgr.shutdown()
+        del managers[:]
+        shutil.rmtree(tmp, ignore_errors=True)
+    if n_jobs == 1:
+        checked = (
+            f"Checked untimed: every PUB's counts equal the baseline's ({same:,} of {n:,} dicts "
+            "equal; one job with the sampler's own seed samples as the one `sampler.run`)"
+        )
+    else:
+        checked = (
+            f"Checked untimed: every PUB's counts total {shots:,} shots with the baseline's key "
+            f"width; {same:,} of {n:,} dicts also equal the baseline's exactly (a split run "
+            "samples as the unsplit one only where each job gets the seed the unsplit run "
+            "reaches at its first PUB)"
+        )
+    row.note = (
+        f"{n_jobs} job(s), default max_workers; store: a new SQLite file per repetition "
+        f"(WAL, as the default `$QJM_HOME/jobsets.sqlite`). {checked}. Reading every PUB's "
+        f"counts in the untimed check: the baseline's `get_counts()` loop {t_base_counts:.2f} s "
+        f"(after its `sampler.run(...).result()`, {t1 - t0:.2f} s), qjm's {t_qjm_counts:.2f} s."
+    )
+    return row
+
+
+def case_sampler_end_to_end(data: Data, repeat: int) -> Row:
+    """The sampler end-to-end case as a user would run it: ``max_pubs_per_job`` not given."""
+    return _sampler_end_to_end(data, repeat, "sampler_end_to_end", None)
+
+
+SAMPLER_E2E_JOBS = [None, 2, 4, 10]  # None: max_pubs_per_job not given (one job)
+
+
+def case_sampler_end_to_end_configs(data: Data, repeat: int) -> list[Row]:
+    """The sampler end-to-end case with ``max_pubs_per_job`` giving 1 (the default), 2, 4 and 10
+    jobs (not run by default)."""
+    rows = []
+    for jobs in SAMPLER_E2E_JOBS:
+        case = "sampler_e2e_default" if jobs is None else f"sampler_e2e_{jobs}jobs"
+        row = _sampler_end_to_end(data, repeat, case, jobs)
+        data.log(f"  {row.case}: {row.baseline_s:.3f} s vs {row.qjm_s:.3f} s, {row.ratio:.2f}x")
+        rows.append(row)
+    return rows
+
+
 def _shots(n: int) -> str:
     """1000000 -> "1M", 20000 -> "20k", else with thousands separators."""
     if n >= 1_000_000 and n % 1_000_000 == 0:
@@ -561,6 +704,8 @@ CASES: dict[str, Callable[[Data, int], Row | MemoryRow | list[Row]]] = {
     "memory": case_memory,
     "bitarray_counts": case_bitarray_counts,
     "join_shots": case_join_shots,
+    "sampler_end_to_end": case_sampler_end_to_end,
     # not run by default
     "end_to_end_configs": case_end_to_end_configs,
+    "sampler_end_to_end_configs": case_sampler_end_to_end_configs,
 }

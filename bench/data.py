@@ -129,6 +129,10 @@ class Sizes:
     sampler_shots: int  # shots of the one Sampler V2 PUB of the bitarray_counts case
     join_parts: int  # shot parts joined by the join_shots case (slices of that PUB's shots)
     join_shots: int  # shots per part
+    sampler_e2e_pubs: int  # PUBs (random transpiled circuits) of the sampler end-to-end case
+    sampler_e2e_qubits: int
+    sampler_e2e_depth: int  # depth given to qiskit's random_circuit
+    sampler_e2e_shots: int
 
     @classmethod
     def full(cls) -> Sizes:
@@ -151,6 +155,10 @@ class Sizes:
             sampler_shots=1_000_000,
             join_parts=100,
             join_shots=10_000,
+            sampler_e2e_pubs=10_000,
+            sampler_e2e_qubits=5,
+            sampler_e2e_depth=4,
+            sampler_e2e_shots=1_000,
         )
 
     @classmethod
@@ -174,6 +182,10 @@ class Sizes:
             sampler_shots=20_000,
             join_parts=10,
             join_shots=1_000,
+            sampler_e2e_pubs=200,
+            sampler_e2e_qubits=5,
+            sampler_e2e_depth=4,
+            sampler_e2e_shots=100,
         )
 
 
@@ -312,6 +324,35 @@ class Data:
                 for i in range(s.join_parts)
             ],
         )
+
+    @property
+    def sampler_pubs(self) -> list[QuantumCircuit]:
+        """``sampler_e2e_pubs`` random circuits transpiled for ``AerSimulator``: the PUBs of the
+        sampler end-to-end case (see :func:`sampler_circuits`)."""
+        s = self.sizes
+        return self._step(
+            "sampler_pubs",
+            f"sampler PUBs: {s.sampler_e2e_pubs} random {s.sampler_e2e_qubits}-qubit circuits "
+            f"of depth {s.sampler_e2e_depth}, transpiled for AerSimulator",
+            lambda: sampler_circuits(s.sampler_e2e_pubs, s.sampler_e2e_qubits, s.sampler_e2e_depth),
+        )
+
+
+def sampler_circuits(n: int, qubits: int, depth: int) -> list[QuantumCircuit]:
+    """``n`` circuits ``qiskit.circuit.random.random_circuit(qubits, depth, seed=i)`` for ``i`` in
+    ``0..n-1``, each with ``measure_all()`` (one register, ``meas``), transpiled for
+    ``AerSimulator`` (optimization level 1, one pass manager over the list): PUBs of a Sampler
+    V2, as a user hands them after transpiling."""
+    from qiskit.circuit.random import random_circuit
+    from qiskit.transpiler import generate_preset_pass_manager
+    from qiskit_aer import AerSimulator
+
+    raw = []
+    for i in range(n):
+        qc = random_circuit(qubits, depth, measure=False, seed=i)
+        qc.measure_all()
+        raw.append(qc)
+    return generate_preset_pass_manager(backend=AerSimulator(), optimization_level=1).run(raw)
 
 
 def e2e_circuits(n: int, qubits: int, seed: int = 17) -> list[QuantumCircuit]:
