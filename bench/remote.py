@@ -158,10 +158,10 @@ def bench_wire(repeat: int, work: Path) -> dict:
     from qiskit.result import Result
     from qiskit_aer import AerSimulator
 
+    from qjm import wire
     from qjm._kernels import IMPLEMENTATION
     from qjm.records import decode_result
     from qjm.remote import RemoteBackend
-    from qjm.server import wire
 
     circuits = wire_circuits()
     options = dict(shots=1000, memory=True, seed_simulator=7)

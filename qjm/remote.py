@@ -13,7 +13,7 @@
 One ``requests.Session`` carries every request, with a connection pool of ``pool_size`` connections
 (make it at least the number of threads that use the backend at once: ``max_workers`` of the job
 manager) and a connect and a read timeout on every request. Results come in qjm's columnar format
-(:mod:`qjm.server.wire`): numpy arrays straight from the bytes, nothing unpickled.
+(:mod:`qjm.wire`): numpy arrays straight from the bytes, nothing unpickled.
 
 Errors are :class:`qiskit.exceptions.QiskitError` subclasses carrying the service's message:
 :class:`AuthenticationError` (401), :class:`JobNotFoundError` (404), :class:`InvalidRequestError`
@@ -38,7 +38,7 @@ from qiskit.exceptions import QiskitError
 from qiskit.providers import BackendV2, JobError, JobStatus, JobTimeoutError, JobV1, Options
 from qiskit.result import Result
 
-from qjm.server import wire
+from qjm import wire
 
 __all__ = [
     "RemoteBackend",

@@ -521,7 +521,7 @@ def test_manager_waits_on_a_busy_service_and_splits_by_payload(server_factory, m
 
 
 def _message():
-    from qjm.server import wire
+    from qjm import wire
 
     qc = QuantumCircuit(3, 3, name="m")
     qc.h(0)
@@ -535,7 +535,7 @@ def _message():
 def test_columnar_round_trip_and_no_pickle():
     import inspect
 
-    from qjm.server import wire
+    from qjm import wire
 
     data, result = _message()
     back = wire.decode_columnar(data).to_result()
@@ -547,7 +547,7 @@ def test_columnar_round_trip_and_no_pickle():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_a_mangled_columnar_message_is_a_wire_error(seed):
-    from qjm.server import wire
+    from qjm import wire
 
     data, _ = _message()
     rng = np.random.default_rng(seed)
@@ -577,7 +577,7 @@ def test_a_mangled_columnar_message_is_a_wire_error(seed):
 def test_a_hostile_columnar_header_is_a_wire_error(header):
     import struct
 
-    from qjm.server import wire
+    from qjm import wire
 
     body = json.dumps(header).encode()
     data = struct.pack("<4sHHI", b"QJMC", 1, 0, len(body)) + body

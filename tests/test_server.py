@@ -21,7 +21,7 @@ from qiskit import QuantumCircuit, qpy  # noqa: E402
 from qiskit.result import Result  # noqa: E402
 from servers import Server, child_env, running_server  # noqa: E402
 
-from qjm.server import wire  # noqa: E402
+from qjm import wire  # noqa: E402
 
 PAYLOAD_LIMIT = 200_000
 

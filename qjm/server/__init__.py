@@ -4,7 +4,7 @@ Start it with ``qjm serve --tokens FILE --data DIR`` (or ``python -m qjm.server 
 with :class:`qjm.remote.RemoteBackend`. The REST API (under ``/v1``, OpenAPI at ``/openapi.json``) is
 described in ``docs/remote.md``. FastAPI and uvicorn are needed only here (``pip install
 "qjm[server]"``); importing this package does not import them, so the client can use
-:mod:`qjm.server.wire` without them.
+:mod:`qjm.wire` without them.
 """
 
 from __future__ import annotations

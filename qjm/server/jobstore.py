@@ -4,7 +4,7 @@ A job is written before ``POST /v1/jobs`` answers, so an accepted job survives a
 of the file. On start, :meth:`JobStore.recover` puts jobs that were RUNNING when the service died
 back in the queue (or marks them ERROR once they have been started ``max_attempts`` times, so a job
 that kills the service cannot do so for ever). Results are kept as gzip-compressed columnar records
-(:mod:`qjm.server.wire`); with ``--results-once`` the first read deletes them.
+(:mod:`qjm.wire`); with ``--results-once`` the first read deletes them.
 
 Each thread has its own connection (WAL lets readers run beside the one writer); every write is one
 short ``BEGIN IMMEDIATE`` transaction.

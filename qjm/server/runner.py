@@ -122,7 +122,7 @@ def run_job(
     from qiskit import qpy
 
     from qjm.records import decode_result
-    from qjm.server.wire import encode_columnar
+    from qjm.wire import encode_columnar
 
     if delay:
         time.sleep(delay)

@@ -1,5 +1,5 @@
-"""What travels between ``qjm serve`` and :class:`qjm.remote.RemoteBackend`: circuits as QPY, and
-results in one of two formats, both safe to read from an untrusted peer (nothing is unpickled, no
+"""What travels between ``qjm serve`` and :class:`qjm.remote.RemoteBackend`, and what the store
+keeps: circuits as QPY, and results in one of two formats, both safe to read from an untrusted peer (nothing is unpickled, no
 class is looked up by a name the peer chose; only the fixed set of tags below is understood).
 
 Result formats (chosen by the ``Accept`` header of ``GET /v1/jobs/{id}/result``):
@@ -315,18 +315,46 @@ def encode_columnar(record: Any) -> bytes:
         if exp.memory is not None:
             item["memory"] = enc.array(_narrow(exp.memory))
         experiments.append(item)
+    return _pack({"fields": enc.value(record.fields), "experiments": experiments}, enc)
+
+
+def encode_primitive(record: Any) -> bytes:
+    """A :class:`~qjm.pubrecords.PrimitiveJobRecord` in the columnar format (its header says
+    ``"kind": "primitive"``; BitArray bytes, ``evs``, ``stds``... as arrays)."""
+    enc = _Encoder(collect_arrays=True)
+    pubs = []
+    for pub in record.pubs:
+        pubs.append(
+            {
+                "result_type": str(pub.result_type),
+                "shape": [int(n) for n in pub.shape],
+                "bits": {str(k): [enc.array(a), int(n)] for k, (a, n) in pub.bits.items()},
+                "arrays": {str(k): enc.array(a) for k, a in pub.arrays.items()},
+                "other": enc.value(pub.other),
+                "order": [str(k) for k in pub.order],
+                "metadata": enc.value(pub.metadata),
+            }
+        )
+    header = {"kind": "primitive", "metadata": enc.value(record.metadata), "pubs": pubs}
+    return _pack(header, enc)
+
+
+def encode_record(record: Any) -> bytes:
+    """Any job record (circuits or primitives) in the columnar format."""
+    if hasattr(record, "pubs"):
+        return encode_primitive(record)
+    return encode_columnar(record)
+
+
+def _pack(header: dict, enc: _Encoder) -> bytes:
     table = []
     offset = 0
     for arr in enc.arrays:
         table.append([arr.dtype.str, list(arr.shape), offset, arr.nbytes])
         offset += (arr.nbytes + 7) // 8 * 8
-    header = json.dumps(
-        {"fields": enc.value(record.fields), "experiments": experiments, "arrays": table},
-        separators=(",", ":"),
-        allow_nan=True,
-    ).encode()
-    out = bytearray(_PREFIX.pack(MAGIC, VERSION, 0, len(header)))
-    out += header
+    raw = json.dumps(dict(header, arrays=table), separators=(",", ":"), allow_nan=True).encode()
+    out = bytearray(_PREFIX.pack(MAGIC, VERSION, 0, len(raw)))
+    out += raw
     out += b"\0" * (-len(out) % 8)
     for arr in enc.arrays:
         out += arr.tobytes()
@@ -334,14 +362,8 @@ def encode_columnar(record: Any) -> bytes:
     return bytes(out)
 
 
-def decode_columnar(data: bytes | bytearray | memoryview) -> Any:
-    """A :class:`~qjm.records.JobRecord` from the columnar wire format.
-
-    Raises:
-        WireError: ``data`` is not in that format (or is cut short).
-    """
-    from qjm.records import ExperimentRecord, JobRecord
-
+def _unpack(data: bytes | bytearray | memoryview) -> tuple[dict, list[np.ndarray]]:
+    """The header and the arrays of a columnar message (checked against its own size)."""
     view = memoryview(data)
     if len(view) < _PREFIX.size:
         raise WireError("columnar result: shorter than its prefix")
@@ -357,6 +379,8 @@ def decode_columnar(data: bytes | bytearray | memoryview) -> Any:
         header = json.loads(bytes(view[start : start + hlen]))
     except ValueError as exc:
         raise WireError(f"columnar result: the header is not JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise WireError("columnar result: the header is not a JSON object")
     base = start + hlen
     base += -base % 8
     body = view[base:]
@@ -376,6 +400,74 @@ def decode_columnar(data: bytes | bytearray | memoryview) -> Any:
             arrays.append(
                 np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape)
             )
+    except WireError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a malformed table makes fail
+        raise WireError(
+            f"columnar result: malformed array table ({type(exc).__name__}: {exc})"
+        ) from exc
+    return header, arrays
+
+
+def decode_record(data: bytes | bytearray | memoryview) -> Any:
+    """Any job record from :func:`encode_record`.
+
+    Raises:
+        WireError: ``data`` is not in the columnar format.
+    """
+    header, arrays = _unpack(data)
+    if header.get("kind") == "primitive":
+        return _primitive_from(header, arrays)
+    return _columnar_from(header, arrays)
+
+
+def _primitive_from(header: dict, arrays: list[np.ndarray]) -> Any:
+    from qjm.pubrecords import PrimitiveJobRecord, PubRecord
+
+    try:
+        dec = _Decoder(arrays)
+        pubs = []
+        for item in header["pubs"]:
+            bits = {}
+            for name, (ref, num_bits) in item["bits"].items():
+                array = np.array(dec.value(ref), dtype=np.uint8)
+                if not isinstance(num_bits, int) or num_bits < 0 or array.ndim < 2:
+                    raise WireError("columnar result: a BitArray field is malformed")
+                bits[str(name)] = (array, num_bits)
+            pubs.append(
+                PubRecord(
+                    result_type=str(item["result_type"]),
+                    shape=tuple(int(n) for n in item["shape"]),
+                    bits=bits,
+                    arrays={str(k): np.array(dec.value(v)) for k, v in item["arrays"].items()},
+                    other=dec.value(item["other"]),
+                    order=[str(k) for k in item["order"]],
+                    metadata=dec.value(item["metadata"]),
+                )
+            )
+        return PrimitiveJobRecord(metadata=dec.value(header["metadata"]), pubs=pubs)
+    except WireError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a malformed header makes fail
+        raise WireError(f"columnar result: malformed header ({type(exc).__name__}: {exc})") from exc
+
+
+def decode_columnar(data: bytes | bytearray | memoryview) -> Any:
+    """A :class:`~qjm.records.JobRecord` from the columnar wire format.
+
+    Raises:
+        WireError: ``data`` is not in that format (or is cut short).
+    """
+    header, arrays = _unpack(data)
+    if header.get("kind") == "primitive":
+        raise WireError("columnar result: a primitive job's record, not a circuits job's")
+    return _columnar_from(header, arrays)
+
+
+def _columnar_from(header: dict, arrays: list[np.ndarray]) -> Any:
+    from qjm.records import ExperimentRecord, JobRecord
+
+    try:
         dec = _Decoder(arrays)
         experiments = []
         for item in header["experiments"]:
