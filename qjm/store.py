@@ -5,12 +5,17 @@ runs in WAL mode, so several threads and several processes can use it at once; e
 short transaction. ``":memory:"`` keeps job sets in this process only, and no results: the job sets
 of the process hold those.
 
-Fetched results are stored as pickles of their columnar records: the store is a local, trusted file,
-like a cache directory, and must not be loaded from an untrusted source.
+Nothing in the store is a pickle: a fetched result is kept as its status, its error and its record
+in qjm's columnar format (:mod:`qjm.wire`: a JSON header and raw array bytes, the format the job
+service sends), so a store file can be shared and opened without running anything inside it. The
+schema carries a version (table ``qjm_meta``) and migrates forward. A file that is not a qjm store
+(another application's SQLite file, a corrupt file, a file of a newer qjm) is refused with an error
+that names it, and is never modified. New store files are private to their user (mode 0600).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -19,8 +24,19 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+from qjm.exceptions import JobManagerError
 from qjm.outcome import JobOutcome
+
+SCHEMA_VERSION = 2
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_QJM_TABLES = {"job_sets", "jobs", "results", "qjm_meta"}
+
+
+class StoreError(JobManagerError):
+    """The store file cannot be used: not a qjm store, corrupt, newer, or not writable."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_sets (
@@ -43,14 +59,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     PRIMARY KEY (job_set_id, idx)
 );
-CREATE TABLE IF NOT EXISTS results (
+"""
+_RESULTS_V2 = """CREATE TABLE IF NOT EXISTS results (
     job_set_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
-    outcome BLOB NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    record BLOB,
     stored REAL NOT NULL,
     PRIMARY KEY (job_set_id, idx)
-);
-"""
+)"""
+_META = "CREATE TABLE IF NOT EXISTS qjm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_SCHEMA += _RESULTS_V2 + ";\n" + _META + ";\n"
 
 
 def default_store_path() -> Path:
@@ -68,18 +88,62 @@ class Store:
 
     def __init__(self, path: str | os.PathLike = ":memory:"):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=60.0, check_same_thread=False, isolation_level=None
-        )
-        with self._lock:
-            if self.path != ":memory:":
+        if self.path == ":memory:":
+            self._conn = sqlite3.connect(
+                self.path, timeout=60.0, check_same_thread=False, isolation_level=None
+            )
+            self._conn.executescript(_SCHEMA)
+            self._set_version()
+            return
+        version = _inspect(self.path)  # refuses what is not a qjm store, changing nothing
+        # a store from before schema 2: its pickles are read (safely) and converted before
+        # anything is written, so that a file qjm refuses is never changed
+        legacy = _legacy_rows(self.path) if version == 1 else None
+        if version is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # created private to the user before SQLite opens it
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=60.0, check_same_thread=False, isolation_level=None
+            )
+            with self._lock:
+                self._conn.execute("PRAGMA busy_timeout=60000")
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=60000")
-            self._conn.executescript(_SCHEMA)
+                if legacy is not None:
+                    self._migrate(legacy)
+                self._conn.executescript(_SCHEMA)
+                self._set_version()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the store {self.path} cannot be opened: {exc}") from exc
+
+    def _set_version(self) -> None:
+        self._conn.execute(
+            "INSERT OR IGNORE INTO qjm_meta VALUES ('application', 'qjm'), ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+
+    def _migrate(self, rows: list[tuple]) -> None:
+        """Version 1 (results as pickles) to 2 (columnar records), in one transaction, from the
+        rows :func:`_legacy_rows` already read and converted without changing the file."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("ALTER TABLE results RENAME TO results_v1")
+            self._conn.execute(_RESULTS_V2)
+            self._conn.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?)", rows)
+            self._conn.execute("DROP TABLE results_v1")
+            self._conn.execute(_META)
+            self._conn.execute(
+                "INSERT OR REPLACE INTO qjm_meta VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -87,16 +151,21 @@ class Store:
 
     def _write(self, sql: str, rows: Iterable[tuple] | tuple) -> None:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                if isinstance(rows, tuple):
-                    self._conn.execute(sql, rows)
-                else:
-                    self._conn.executemany(sql, rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if isinstance(rows, tuple):
+                        self._conn.execute(sql, rows)
+                    else:
+                        self._conn.executemany(sql, rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                # the real error (disk full, read-only file...) with the store's path
+                raise StoreError(f"could not write to the store {self.path}: {exc}") from exc
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -175,17 +244,45 @@ class Store:
 
     def put_outcome(self, job_set_id: str, idx: int, outcome: JobOutcome) -> None:
         if self.path == ":memory:":
-            return  # the job set in this process holds it; a store of nothing pickles nothing
-        blob = pickle.dumps(outcome, protocol=5)
+            return  # the job set in this process holds it; a store of nothing encodes nothing
+        from qjm.wire import encode_record
+
+        record = None if outcome.record is None else encode_record(outcome.record)
         self._write(
-            "INSERT INTO results VALUES (?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO UPDATE SET "
-            "outcome = excluded.outcome, stored = excluded.stored",
-            (job_set_id, idx, blob, time.time()),
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO "
+            "UPDATE SET status = excluded.status, error = excluded.error, "
+            "record = excluded.record, stored = excluded.stored",
+            (job_set_id, idx, outcome.status.name, outcome.error, record, time.time()),
         )
 
     def outcomes(self, job_set_id: str) -> dict[int, JobOutcome]:
-        rows = self._read("SELECT idx, outcome FROM results WHERE job_set_id = ?", (job_set_id,))
-        return {idx: pickle.loads(blob) for idx, blob in rows}
+        """The kept outcomes of a job set. A row that does not read back (a damaged file) is
+        left out, as a job whose result was not fetched: it is fetched again if it can be.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        from qiskit.providers import JobStatus
+
+        from qjm.wire import WireError, decode_record
+
+        try:
+            rows = self._read(
+                "SELECT idx, status, error, record FROM results WHERE job_set_id = ?",
+                (job_set_id,),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read the store {self.path}: {exc}") from exc
+        out = {}
+        for idx, status, error, blob in rows:
+            if status not in JobStatus.__members__ or not isinstance(idx, int):
+                continue
+            try:
+                record = None if blob is None else decode_record(blob)
+            except WireError:
+                continue
+            out[idx] = JobOutcome(JobStatus[status], record, error)
+        return out
 
 
 def _job_set_row(row: tuple) -> dict:
@@ -204,3 +301,137 @@ def _job_set_row(row: tuple) -> dict:
     for key in ("tags", "names", "plan"):  # run_options: JSON text for qjm.runoptions
         out[key] = json.loads(out[key])
     return out
+
+
+def _inspect(path: str) -> int | None:
+    """The schema version of the qjm store at ``path`` (1 for a store from before versions), or
+    None when there is no file yet (or an empty one). Opens the file read-only.
+
+    Raises:
+        StoreError: the file is not a qjm store, is corrupt or is of a newer schema.
+    """
+    file = Path(path)
+    if not file.exists() or file.stat().st_size == 0:
+        return None
+    if file.is_dir():
+        raise StoreError(f"the store path {path} is a directory: give a file path")
+    with open(file, "rb") as handle:
+        if handle.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+            raise StoreError(
+                f"{path} is not a qjm store (not an SQLite file); qjm did not change it. "
+                "Give JobManager(store=...) another path."
+            )
+    try:
+        conn = sqlite3.connect(f"file:{file.resolve()}?mode=ro", uri=True, timeout=60.0)
+        try:
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            meta = {}
+            if "qjm_meta" in tables:
+                meta = dict(conn.execute("SELECT key, value FROM qjm_meta").fetchall())
+            columns = (
+                [r[1] for r in conn.execute("PRAGMA table_info(results)")]
+                if "results" in tables
+                else []
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(
+            f"{path} cannot be read as a qjm store ({exc}); qjm did not change it. If it is a "
+            "damaged qjm store, move it aside and let qjm start a new one."
+        ) from exc
+    if not tables:
+        return None
+    others = sorted(tables - _QJM_TABLES)
+    if meta.get("application") != "qjm":
+        legacy = tables == {"job_sets", "jobs", "results"} and "outcome" in columns
+        if not legacy:
+            raise StoreError(
+                f"{path} is not a qjm store (it holds the tables {', '.join(sorted(tables))}); "
+                "qjm did not change it. Give JobManager(store=...) another path."
+            )
+        return 1
+    if others:
+        raise StoreError(
+            f"{path} holds tables qjm does not know ({', '.join(others)}); qjm did not change it"
+        )
+    try:
+        version = int(meta.get("schema_version", ""))
+    except ValueError as exc:
+        raise StoreError(f"{path}: the store's schema version is unreadable") from exc
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer qjm (store schema {version}; this qjm reads up to "
+            f"{SCHEMA_VERSION}); qjm did not change it. Upgrade qjm to open it."
+        )
+    return version
+
+
+def _legacy_rows(path: str) -> list[tuple]:
+    """The results of a schema-1 store, read-only, as schema-2 rows.
+
+    Raises:
+        StoreError: a result that is not a qjm record (a crafted pickle is refused, never run).
+    """
+    from qjm.wire import encode_record
+
+    conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=60.0)
+    try:
+        rows = conn.execute("SELECT job_set_id, idx, outcome, stored FROM results").fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"could not read the store {path}: {exc}") from exc
+    finally:
+        conn.close()
+    out = []
+    for job_set_id, idx, blob, stored in rows:
+        try:
+            outcome = _RecordUnpickler(io.BytesIO(blob)).load()
+            if not isinstance(outcome, JobOutcome):
+                raise pickle.UnpicklingError(f"a {type(outcome).__name__}, not a job outcome")
+            record = None if outcome.record is None else encode_record(outcome.record)
+        except Exception as exc:  # noqa: BLE001 - anything a damaged or crafted row makes fail
+            raise StoreError(
+                f"the store {path} was written by an earlier qjm and holds a result qjm will not "
+                f"read (job set {job_set_id}, job {idx}: {exc}); qjm did not change it"
+            ) from exc
+        out.append((job_set_id, idx, outcome.status.name, outcome.error, record, stored))
+    return out
+
+
+class _RecordUnpickler(pickle.Unpickler):
+    """Reads the pickles of stores from before schema 2, building only the classes those records
+    are made of (qjm's records, numpy arrays, qiskit's enums and quantum_info data). Any other
+    global, such as a function a crafted pickle would call, is refused."""
+
+    _ALLOWED = {
+        ("qjm.outcome", "JobOutcome"),
+        ("qjm.records", "JobRecord"),
+        ("qjm.records", "ExperimentRecord"),
+        ("qjm.pubrecords", "PrimitiveJobRecord"),
+        ("qjm.pubrecords", "PubRecord"),
+        ("qiskit.providers.jobstatus", "JobStatus"),
+        ("qiskit.result.models", "MeasLevel"),
+        ("qiskit.result.models", "MeasReturnType"),
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("builtins", "complex"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("collections", "OrderedDict"),
+        ("qiskit.quantum_info.states.statevector", "Statevector"),
+        ("qiskit.quantum_info.states.densitymatrix", "DensityMatrix"),
+        ("qiskit.quantum_info.operators.operator", "Operator"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a qjm record")
+        return super().find_class(module, name)

@@ -21,7 +21,8 @@ Result formats (chosen by the ``Accept`` header of ``GET /v1/jobs/{id}/result``)
     qiskit's ``Result.to_dict()`` as JSON, arrays written ``{"__ndarray__": base64, "dtype",
     "shape"}``; gzip-compressed when the client sends ``Accept-Encoding: gzip``.
 
-Other values inside results (in both formats): complex numbers ``{"__complex__": [re, im]}``,
+Other values inside results (in both formats): qiskit's ``MeasLevel`` and ``MeasReturnType``
+``{"__enum__": NAME, "value": v}``, complex numbers ``{"__complex__": [re, im]}``,
 tuples ``{"__tuple__": [...]}``, dicts with non-string keys ``{"__items__": [[k, v], ...]}``, and
 the quantum_info objects simulators save (``Statevector``, ``DensityMatrix``, ``Operator``,
 ``SuperOp``, ``Clifford``, ``StabilizerState``) as ``{"__qiskit__": NAME, ...}``. Anything else is
@@ -131,6 +132,9 @@ class _Encoder:
         if obj is None or isinstance(obj, (bool, str)):
             return obj
         if isinstance(obj, enum.Enum):
+            name = type(obj).__name__
+            if name in _ENUMS and type(obj).__module__ == "qiskit.result.models":
+                return {"__enum__": name, "value": self.value(obj.value)}
             return self.value(obj.value)
         if isinstance(obj, (int, float)):
             return obj
@@ -201,6 +205,8 @@ class _Decoder:
                 return self.quantum_info(obj)
             if "__repr__" in obj:
                 return str(obj["__repr__"])
+            if "__enum__" in obj:
+                return _enum(obj.get("__enum__"), obj.get("value"))
         return {k: self.value(v) for k, v in obj.items()}
 
     def array_ref(self, index: Any) -> np.ndarray:
@@ -238,6 +244,23 @@ class _Decoder:
                 output_dims=tuple(obj.get("output_dims") or ()) or None,
             )
         return cls(data, dims=tuple(obj.get("dims") or ()) or None)
+
+
+# qiskit's result enums, kept as themselves (``{"__enum__": NAME, "value": v}``); no other name is
+# looked up
+_ENUMS = ("MeasLevel", "MeasReturnType")
+
+
+def _enum(name: Any, value: Any) -> Any:
+    from qiskit.result.models import MeasLevel, MeasReturnType
+
+    classes = {"MeasLevel": MeasLevel, "MeasReturnType": MeasReturnType}
+    if name not in classes:
+        raise WireError(f"unknown enum {name!r}")
+    try:
+        return classes[name](value)
+    except ValueError as exc:
+        raise WireError(f"{name} has no value {value!r}") from exc
 
 
 def _hashable(value: Any) -> Any:
