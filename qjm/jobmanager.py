@@ -10,7 +10,7 @@ from typing import Any
 from qjm.exceptions import JobManagerUnknownJobSet
 from qjm.kinds import kind_by_name, kind_for
 from qjm.managedjobset import ManagedJobSet
-from qjm.plan import Plan, chunk_size, make_plan, payload_bounds, split_shots
+from qjm.plan import Plan, check_shots, chunk_size, make_plan, payload_bounds, split_shots
 from qjm.pubs import bounds as piece_bounds
 from qjm.pubs import cut, piece_pub
 from qjm.runoptions import (
@@ -279,6 +279,9 @@ class JobManager:
                     "and max_executions_per_job cannot be applied: pass shots=. Nothing was "
                     "submitted."
                 )
+        for pub in pubs:
+            if getattr(pub, "shots", None):
+                check_shots(int(pub.shots), max_shots_per_job)
         pieces = cut(pubs, max_executions_per_job, max_shots_per_job)
         bounds = piece_bounds(pieces, max_pubs_per_job, max_executions_per_job)
         plan = make_plan(len(pieces), len(pieces), None, bounds)
@@ -321,6 +324,9 @@ class JobManager:
         if shots is None:
             options = getattr(backend, "options", None)
             shots = getattr(options, "shots", None) if options is not None else None
+        if isinstance(shots, int):
+            stated = "" if max_shots_per_job else " (the backend's max_shots)"
+            check_shots(int(shots), max_shots, stated)
         part_shots = split_shots(int(shots), max_shots) if isinstance(shots, int) else None
         bounds = None
         max_bytes = _backend_limit(backend, "max_payload_bytes")

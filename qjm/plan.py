@@ -92,6 +92,30 @@ def chunk_size(
     return max(1, min(limits)) if limits else max(1, n_experiments)
 
 
+MAX_SHOTS = 2**31 - 1  # simulators and services count shots in 32-bit signed integers
+MAX_SHOT_PARTS = 1000  # more parts per experiment than this is a mistake, not a plan
+
+
+def check_shots(shots: int, max_shots: int | None, stated: str = "") -> None:
+    """Refuse shot counts that cannot be meant, before anything is submitted.
+
+    Raises:
+        ValueError: more than 2**31 - 1 shots, or more than ``MAX_SHOT_PARTS`` parts of
+            ``max_shots`` each (``stated`` says where that limit comes from).
+    """
+    if shots > MAX_SHOTS:
+        raise ValueError(
+            f"shots={shots} is more than {MAX_SHOTS} (2**31 - 1), the most shots a simulator "
+            "or service counts; nothing was submitted"
+        )
+    if max_shots and -(-shots // max_shots) > MAX_SHOT_PARTS:
+        raise ValueError(
+            f"shots={shots} at most {max_shots} per job{stated} would cut every experiment into "
+            f"{-(-shots // max_shots)} parts (at most {MAX_SHOT_PARTS}): lower shots or raise "
+            "max_shots_per_job; nothing was submitted"
+        )
+
+
 def split_shots(shots: int, max_shots: int | None) -> list[int]:
     """Shot counts of the parts of an experiment of ``shots`` shots, none above ``max_shots``.
 

@@ -281,3 +281,34 @@ def test_retrieve_job_set_with_a_provider_and_renames(tmp_path):
     results = again.results()
     assert results.to_dict() == results.combine_results().to_dict()
     assert results.to_dict()["job_id"] == job_set.job_set_id()
+
+
+# -- bad sizes -------------------------------------------------------------------------------------
+
+
+class TinyShotsBackend(AerSimulator):
+    """An Aer simulator that states a small shot limit, as devices do."""
+
+    @property
+    def max_shots(self):
+        return 10
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(shots=2**31), "2\\*\\*31"),
+        (dict(shots=10**6, max_shots_per_job=10), "1000 parts|100000 parts"),
+    ],
+)
+def test_absurd_shots_are_refused_before_anything_is_submitted(kwargs, match):
+    manager = qjm.JobManager(store=":memory:")
+    with pytest.raises(ValueError, match=match):
+        manager.run(sweep(2), backend=AerSimulator(), **kwargs)
+    with pytest.raises(ValueError, match="the backend's max_shots"):
+        manager.run(sweep(2), backend=TinyShotsBackend(), shots=100_000)
+    assert manager.job_sets() == []
+    from qiskit.primitives import StatevectorSampler
+
+    with pytest.raises(ValueError, match="2\\*\\*31"):
+        manager.run([sweep(1)[0]], sampler=StatevectorSampler(), shots=2**31)
