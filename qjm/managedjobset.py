@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from qiskit.providers import JobStatus, JobV1
@@ -16,6 +16,7 @@ from qjm.lookup import ExperimentIndex
 from qjm.managedjob import ManagedJob
 from qjm.outcome import JobOutcome
 from qjm.plan import Plan
+from qjm.pool import DaemonPool
 from qjm.store import Store
 from qjm.validation import check_timeout
 
@@ -80,7 +81,7 @@ class ManagedJobSet:
             mj.seed = seed
         self._unstored_options = list(unstored_options or [])
         self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonPool | None = None
         self._submit_futures: list[Future] = []
         self._stop_submitting = threading.Event()  # set by cancel() and shutdown()
         self._attached = False
@@ -209,10 +210,10 @@ class ManagedJobSet:
 
     # -- the pool -----------------------------------------------------------------------------
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def _pool(self) -> DaemonPool:
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(
+                self._executor = DaemonPool(
                     max_workers=self._max_workers, thread_name_prefix=f"qjm-{self._id[:8]}"
                 )
             return self._executor
