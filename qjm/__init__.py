@@ -27,6 +27,7 @@ from qjm.managedjobset import ManagedJobSet
 from qjm.managedprimitives import ManagedEstimator, ManagedPrimitiveJob, ManagedSampler
 from qjm.managedresults import ManagedResults
 from qjm.primitiveresults import ManagedPrimitiveResults
+from qjm.retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ __all__ = [
     "ManagedSampler",
     "ManagedEstimator",
     "ManagedPrimitiveJob",
+    "RetryPolicy",
     "exceptions",
     "JobManagerError",
     "JobManagerInvalidStateError",

@@ -13,6 +13,7 @@ from qjm.managedjobset import ManagedJobSet
 from qjm.plan import Plan, check_shots, chunk_size, make_plan, payload_bounds, split_shots
 from qjm.pubs import bounds as piece_bounds
 from qjm.pubs import cut, piece_pub
+from qjm.retry import RetryPolicy
 from qjm.runoptions import (
     SEED_OPTION,
     check_parameter_binds,
@@ -94,6 +95,7 @@ class JobManager:
         estimator: Any = None,
         max_pubs_per_job: int | None = None,
         max_executions_per_job: int | None = None,
+        retry: RetryPolicy | None = None,
         **run_options: Any,
     ) -> ManagedJobSet:
         """Split the work into jobs and submit them concurrently; returns at once.
@@ -109,6 +111,9 @@ class JobManager:
             estimator: an Estimator V2 to run estimator PUBs on (``precision=`` goes to its
                 ``run``).
             max_pubs_per_job: at most this many PUBs (or pieces of PUBs) per job.
+            retry: how failed submissions and fetches are retried (default
+                ``qjm.RetryPolicy()``: 5 attempts on transient errors, full-jitter backoff from
+                1 s to 60 s; a submission only when it certainly started no job).
             max_executions_per_job: at most this many executions per job (parameter sets x
                 shots for a sampler, parameter sets x observables for an estimator); a PUB
                 over it alone is cut along its parameter sweep and joined back in the results.
@@ -139,6 +144,8 @@ class JobManager:
             TypeError: a non-circuit, or a limit that is not an integer.
         """
         kind = kind_for(backend, sampler, estimator)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a qjm.RetryPolicy, not {retry!r}")
         if kind.name != "circuits":
             return self._run_pubs(
                 kind,
@@ -150,6 +157,7 @@ class JobManager:
                 max_executions_per_job=max_executions_per_job,
                 max_shots_per_job=max_shots_per_job,
                 check_options=check_options,
+                retry=retry,
                 unused={
                     "max_experiments_per_job": max_experiments_per_job,
                     "job_share_level": job_share_level,
@@ -202,6 +210,7 @@ class JobManager:
             seeds=job_seeds(plan, seed),
             unstored_options=unstored,
             kind=kind,
+            retry=retry,
         )
         return self._start(job_set, plan.to_dict(), options_json, circuits, run_options)
 
@@ -243,6 +252,7 @@ class JobManager:
         max_executions_per_job: int | None,
         max_shots_per_job: int | None,
         check_options: bool,
+        retry: RetryPolicy | None,
         unused: dict[str, Any],
         run_options: dict[str, Any],
     ) -> ManagedJobSet:
@@ -301,6 +311,7 @@ class JobManager:
             seeds=seeds,
             unstored_options=unstored,
             kind=kind,
+            retry=retry,
             layout={
                 "shapes": [list(pub.shape) for pub in pubs],
                 "pieces": [[p.pub, p.start, p.stop, p.part] for p in pieces],

@@ -17,6 +17,7 @@ from qjm.managedjob import ManagedJob
 from qjm.outcome import JobOutcome
 from qjm.plan import Plan
 from qjm.pool import DaemonPool
+from qjm.retry import DEFAULT_RETRY, RetryPolicy
 from qjm.store import Store
 from qjm.validation import check_timeout
 
@@ -63,6 +64,7 @@ class ManagedJobSet:
         unstored_options: list[str] | None = None,
         kind: Any = None,
         layout: dict | None = None,
+        retry: RetryPolicy | None = None,
     ):
         self._id = job_set_id
         self._name = name
@@ -72,6 +74,9 @@ class ManagedJobSet:
         self._backend = backend  # the target: a backend, a sampler or an estimator
         self._kind_name = kind.name if kind is not None else "circuits"
         self._layout = layout  # PUB work: the PUBs' shapes and the pieces they were cut into
+        self._retry = retry if retry is not None else DEFAULT_RETRY
+        self._work: list | None = None  # what the jobs run, kept in this process for retries
+        self._run_options: dict[str, Any] = {}
         self._backend_name = backend_name
         self._store = store
         self._max_workers = max_workers
@@ -254,42 +259,100 @@ class ManagedJobSet:
 
     def _submit_all(self, circuits: list, run_options: dict[str, Any]) -> None:
         """Start submitting every job on the pool; returns at once."""
-        pool = self._pool()
-        kind = self._kind()
+        self._work = circuits
+        self._run_options = run_options
         for mj in self._managed:
-            options = kind.job_options(run_options, mj)
-            chunk = circuits[mj.start_index : mj.end_index + 1]
-            self._submit_futures.append(pool.submit(self._submit_one, mj, chunk, options))
+            self._submit_later(mj)
+
+    def _submit_later(self, mj: ManagedJob) -> None:
+        options = self._kind().job_options(self._run_options, mj)
+        chunk = self._work[mj.start_index : mj.end_index + 1]
+        future = self._pool().submit(self._submit_one, mj, chunk, options)
+        if mj.index < len(self._submit_futures):
+            self._submit_futures[mj.index] = future
+        else:
+            self._submit_futures.append(future)
 
     def _submit_one(self, mj: ManagedJob, circuits: list, options: dict[str, Any]) -> None:
+        attempt = 0
         try:
             while True:
+                attempt += 1
                 try:
                     job = self._kind().submit(circuits, options)
                     break
                 except Exception as exc:
-                    # A busy service (HTTP 429) says when to come back: wait, then try again.
                     retry_after = getattr(exc, "retry_after", None)
-                    if not isinstance(retry_after, (int, float)) or retry_after < 0:
+                    if isinstance(retry_after, (int, float)) and retry_after >= 0:
+                        # a busy service says when to come back: not counted as an attempt
+                        attempt -= 1
+                        wait_s = min(max(float(retry_after), 0.01), 60.0)
+                        mj.submit_waiting = f"backend busy, retrying after {wait_s:g} s"
+                    elif attempt < self._retry.max_attempts and self._retry.retries(
+                        exc, submitting=True
+                    ):
+                        wait_s = self._retry.delay(attempt)
+                        mj.submit_waiting = (
+                            f"submission attempt {attempt} failed ({_describe(exc)}); "
+                            f"retrying in {wait_s:.2g} s"
+                        )
+                        mj.history.append((time.time(), None, f"submit: {_describe(exc)}"))
+                    else:
                         raise
-                    mj.submit_waiting = f"backend busy, retrying after {retry_after:g} s"
-                    if self._stop_submitting.wait(min(max(float(retry_after), 0.01), 60.0)):
+                    if self._stop_submitting.wait(wait_s):
                         raise JobManagerInvalidStateError(
-                            "not submitted: the job set was cancelled or shut down while the "
-                            f"backend was busy ({_describe(exc)})"
+                            "not submitted: the job set was cancelled or shut down while "
+                            f"waiting to submit again ({_describe(exc)})"
                         ) from exc
             mj.submit_waiting = None
             mj.job = job
             mj.job_id = str(job.job_id())
+            mj.history.append((time.time(), mj.job_id, None))
         except Exception as exc:  # noqa: BLE001 - one failed submission must not stop the others
             mj.job = None
             mj.submit_waiting = None
             mj.submit_error = _describe(exc)
+            mj.history.append((time.time(), None, f"submit: {_describe(exc)}"))
         finally:
             try:
                 self._store_job(mj)
             finally:
                 mj.submitted.set()
+
+    def retry_failed(self) -> list[int]:
+        """Submit again the jobs that ended in ERROR or were never submitted (never one that may
+        still be running); returns their indices. Each job keeps its earlier attempts in its
+        history (``report(detailed=True)``).
+
+        Raises:
+            JobManagerInvalidStateError: the set was retrieved from the store, which does not
+                keep what its jobs run; retry them in the process that ran the set.
+        """
+        self._wait_submitted(math.inf)
+        self._ensure_loaded()
+        failed = [
+            mj
+            for mj in self._managed
+            if (mj.job is None and mj.submit_error and mj.outcome is None)
+            or (mj.outcome is not None and mj.outcome.status == JobStatus.ERROR)
+        ]
+        if failed and self._work is None:
+            raise JobManagerInvalidStateError(
+                "this job set was retrieved from the store, which does not keep the circuits or "
+                "PUBs of its jobs: retry_failed() works in the process that ran the set"
+            )
+        self._stop_submitting.clear()
+        for mj in failed:
+            mj.history.append((time.time(), mj.job_id, f"retried: {mj.error_message()}"))
+            mj.job = None
+            mj.job_id = None
+            mj.submit_error = None
+            mj.fetch_error = None
+            mj.outcome = None
+            mj.fetch_attempts = 0
+            mj.submitted.clear()
+            self._submit_later(mj)
+        return [mj.index for mj in failed]
 
     def _store_job(self, mj: ManagedJob) -> None:
         status = mj.outcome.status.name if mj.outcome is not None else None
@@ -438,6 +501,7 @@ class ManagedJobSet:
             f"     Running jobs: {count[JobStatus.RUNNING]}",
             f"     Pending jobs: {pending}",
         ]
+        lines.append(f"  retry policy: {self._retry.describe()}")
         if self._unstored_options:
             lines.append(
                 "  run options kept in memory only (not in the store): "
@@ -466,6 +530,10 @@ class ManagedJobSet:
                 message = mj.error_message()
                 if message:
                     lines.append(f"    error: {message}")
+                for when, job_id, what in mj.history:
+                    if what is not None:
+                        stamp = time.strftime("%H:%M:%S", time.localtime(when))
+                        lines.append(f"    attempt at {stamp}: {what} (job ID {job_id or '-'})")
                     if self._layout is not None:
                         lines.append(
                             "    partial results: none (a primitive job returns all of its PUBs "
@@ -563,7 +631,9 @@ class ManagedJobSet:
                     del watching[index]
                     found = _NOT_READY if future.cancelled() else future.result()
                     if found == _NOT_READY:
-                        next_poll[index] = time.monotonic() + backoff[index]
+                        next_poll[index] = max(
+                            time.monotonic() + backoff[index], remaining[index].retry_at
+                        )
                         cap = min(
                             max(_POLL_CAP_MIN, _POLL_COST_FACTOR * mj.status_seconds),
                             _POLL_CAP_MAX,
@@ -620,6 +690,12 @@ class ManagedJobSet:
                 return _FINAL
             if status == JobStatus.DONE:
                 mj.fetch_error = _describe(exc)
+                mj.fetch_attempts += 1
+                if mj.fetch_attempts < self._retry.max_attempts and self._retry.retries(exc):
+                    # fetched again at a later poll, within the caller's deadline
+                    mj.history.append((time.time(), mj.job_id, f"fetch: {_describe(exc)}"))
+                    mj.retry_at = time.monotonic() + self._retry.delay(mj.fetch_attempts)
+                    return _NOT_READY
                 return _FAILED
             outcome = JobOutcome(status, None, _describe(exc))
         self._keep(mj, outcome)
