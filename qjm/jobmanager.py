@@ -460,6 +460,7 @@ class JobManager:
             if kind.name == "circuits"
             else None,
             unstored_options=unstored,
+            run_options=options,
             kind=kind,
             layout=row["plan"].get("layout"),
         )

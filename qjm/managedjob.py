@@ -47,6 +47,8 @@ class ManagedJob:
         self.fetch_future: Future | None = None
         self.status_seconds = 0.0  # how long the last status query took
         self.fetch_attempts = 0  # failed fetches of this job's final result
+        self.uncertain = False  # retrieved: its submission may or may not have reached the backend
+        self.never_started = False  # retrieved: its submission never began
         self.retry_at = 0.0  # monotonic time before which a failed fetch is not tried again
         # what happened to each attempt: (time, job id, None or what went wrong)
         self.history: list[tuple[float, str | None, str | None]] = []

@@ -18,7 +18,7 @@ from qjm.outcome import JobOutcome
 from qjm.plan import Plan
 from qjm.pool import DaemonPool
 from qjm.retry import DEFAULT_RETRY, RetryPolicy
-from qjm.store import Store
+from qjm.store import SUBMITTING, Store
 from qjm.validation import check_timeout
 
 # What one fetch task found.
@@ -62,6 +62,7 @@ class ManagedJobSet:
         created: float | None = None,
         seeds: list[int | None] | None = None,
         unstored_options: list[str] | None = None,
+        run_options: dict[str, Any] | None = None,
         kind: Any = None,
         layout: dict | None = None,
         retry: RetryPolicy | None = None,
@@ -76,7 +77,10 @@ class ManagedJobSet:
         self._layout = layout  # PUB work: the PUBs' shapes and the pieces they were cut into
         self._retry = retry if retry is not None else DEFAULT_RETRY
         self._work: list | None = None  # what the jobs run, kept in this process for retries
-        self._run_options: dict[str, Any] = {}
+        self._run_options: dict[str, Any] = dict(run_options or {})
+        self._journal_ready = threading.Event()  # what the jobs run is in the store
+        self._journal_ready.set()
+        self._journal_error: BaseException | None = None
         self._backend_name = backend_name
         self._store = store
         self._max_workers = max_workers
@@ -133,14 +137,27 @@ class ManagedJobSet:
 
     def _load_from_store(self) -> None:
         """For a set retrieved from the store: its jobs now, its kept results on first use."""
-        for idx, (job_id, status, error) in self._store.jobs(self._id).items():
+        rows = self._store.jobs(self._id)
+        for idx, (job_id, status, error) in rows.items():
+            if not isinstance(idx, int) or not 0 <= idx < len(self._managed):
+                continue
             mj = self._managed[idx]
             mj.job_id = job_id
             mj.submit_error = error
             mj.stored_status = JobStatus[status] if status in JobStatus.__members__ else None
+            if status == SUBMITTING and job_id is None:
+                mj.uncertain = True
+                mj.submit_error = (
+                    "uncertain: the submitting process ended while this job was being "
+                    "submitted; it may or may not exist on the backend "
+                    "(resume(resubmit_uncertain=True) submits it again)"
+                )
         for mj in self._managed:
             if mj.job_id is None and mj.submit_error is None:
-                mj.submit_error = "never submitted (the submitting process ended first)"
+                mj.never_started = True
+                mj.submit_error = (
+                    "never submitted (the submitting process ended first; resume() submits it)"
+                )
             mj.submitted.set()
         self._unloaded = True
 
@@ -258,14 +275,37 @@ class ManagedJobSet:
     # -- submission -----------------------------------------------------------------------------
 
     def _submit_all(self, circuits: list, run_options: dict[str, Any]) -> None:
-        """Start submitting every job on the pool; returns at once."""
+        """Start submitting every job on the pool; returns at once. With a store file, what
+        every job runs is written to the journal first (on the pool), and no job is submitted
+        before that is done."""
         self._work = circuits
         self._run_options = run_options
+        if self._store.path != ":memory:" and self._kind().work_bytes([]) is not None:
+            self._journal_ready.clear()
+            self._pool().submit(self._write_journal)
         for mj in self._managed:
             self._submit_later(mj)
 
+    def _write_journal(self) -> None:
+        kind = self._kind()
+        try:
+            works = [
+                (mj.index, kind.work_bytes(self._work[mj.start_index : mj.end_index + 1]))
+                for mj in self._managed
+            ]
+            self._store.record_work(self._id, works)
+        except Exception as exc:  # noqa: BLE001 - then nothing is submitted, and each job says why
+            self._journal_error = exc
+        finally:
+            self._journal_ready.set()
+
+    def _tag(self, mj: ManagedJob) -> str:
+        """The tag a job carries on backends that list jobs by tag: its set id and index."""
+        return f"qjm-{self._id}-{mj.index}"
+
     def _submit_later(self, mj: ManagedJob) -> None:
-        options = self._kind().job_options(self._run_options, mj)
+        kind = self._kind()
+        options = kind.tag_options(kind.job_options(self._run_options, mj), self._tag(mj))
         chunk = self._work[mj.start_index : mj.end_index + 1]
         future = self._pool().submit(self._submit_one, mj, chunk, options)
         if mj.index < len(self._submit_futures):
@@ -276,6 +316,14 @@ class ManagedJobSet:
     def _submit_one(self, mj: ManagedJob, circuits: list, options: dict[str, Any]) -> None:
         attempt = 0
         try:
+            # the journal: what the job runs, then that it is being submitted, before it is
+            self._journal_ready.wait()
+            if self._journal_error is not None:
+                raise JobManagerInvalidStateError(
+                    "not submitted: the store could not record what the jobs run "
+                    f"({_describe(self._journal_error)})"
+                ) from self._journal_error
+            self._store.record_intent(self._id, mj.index, None)
             while True:
                 attempt += 1
                 try:
@@ -411,10 +459,81 @@ class ManagedJobSet:
     def statuses(self) -> list[JobStatus | None]:
         """The status of every job; None for a job whose submission failed.
 
-        Does not wait for submission: a job still being submitted is ``INITIALIZING``.
+        Does not wait for submission: a job still being submitted is ``INITIALIZING``. A set
+        retrieved with a backend is reattached first, so its statuses are the real ones.
         """
         self._ensure_loaded()
+        if self._backend is not None and not self._attached and self._unsubmitted_done():
+            self._attach()
         return [mj.status() for mj in self._managed]
+
+    def _unsubmitted_done(self) -> bool:
+        return all(mj.submitted.is_set() for mj in self._managed)
+
+    def resume(self, resubmit_uncertain: bool = False) -> list[int]:
+        """For a set retrieved in another process: submit the jobs that never started (and,
+        with ``resubmit_uncertain``, those whose submission may or may not have reached the
+        backend), from what the journal recorded; returns their indices.
+
+        Raises:
+            JobManagerInvalidStateError: no backend was given to ``retrieve_job_set``, or what a
+                job runs or a run option was not recorded (primitive work, a ``NoiseModel``...).
+        """
+        self._ensure_loaded()
+        kind = self._kind()
+        for mj in self._managed:
+            if mj.uncertain and mj.job is None and self._backend is not None:
+                # where the backend lists jobs by tag, an uncertain job that did reach it is
+                # found and reattached, not run twice
+                try:
+                    found = kind.find_by_tag(self._tag(mj))
+                except Exception as exc:  # noqa: BLE001 - then it stays uncertain
+                    mj.fetch_error = f"look-up by tag failed: {_describe(exc)}"
+                    found = None
+                if found is not None:
+                    mj.job, mj.job_id = found, str(found.job_id())
+                    mj.uncertain, mj.submit_error = False, None
+                    mj.history.append((time.time(), mj.job_id, "found by its tag after a crash"))
+                    self._store_job(mj)
+        todo = [
+            mj
+            for mj in self._managed
+            if mj.job is None
+            and mj.outcome is None
+            and (mj.never_started or (resubmit_uncertain and mj.uncertain))
+        ]
+        if not todo:
+            return []
+        if self._backend is None:
+            raise JobManagerInvalidStateError(
+                "resume() needs the backend: retrieve_job_set(job_set_id, backend=...)"
+            )
+        if self._unstored_options:
+            raise JobManagerInvalidStateError(
+                "cannot resume: the run options "
+                + ", ".join(self._unstored_options)
+                + " were kept in memory only by the process that ran the set"
+            )
+        work = []
+        for mj in todo:
+            blob = self._store.job_work(self._id, mj.index)
+            if blob is None:
+                raise JobManagerInvalidStateError(
+                    f"cannot resume job {mj.index}: the store holds no record of what it runs "
+                    f"({self._kind_name} work is not journaled, or the process ended before "
+                    "the journal was written, when no job had been submitted: run the set again)"
+                )
+            work.append(kind.load_work(blob))
+        self._stop_submitting.clear()
+        for mj, items in zip(todo, work):
+            mj.history.append((time.time(), None, f"resumed: {mj.submit_error}"))
+            mj.submit_error = None
+            mj.uncertain = mj.never_started = False
+            mj.submitted.clear()
+            options = kind.tag_options(kind.job_options(self._run_options, mj), self._tag(mj))
+            future = self._pool().submit(self._submit_one, mj, items, options)
+            self._submit_futures.append(future)
+        return [mj.index for mj in todo]
 
     def jobs(self) -> list[JobV1 | None]:
         """The backend job of every job (None where submission failed), after submission ended."""
@@ -524,9 +643,16 @@ class ManagedJobSet:
                 if mj.seed is not None:
                     label = "seed_simulator" if self._layout is None else "shot part seed"
                     lines.append(f"    {label}: {mj.seed}")
-                lines.append(
-                    f"    status: {status.name if status is not None else 'NOT SUBMITTED'}"
+                label = (
+                    status.name
+                    if status is not None
+                    else "UNCERTAIN"
+                    if mj.uncertain
+                    else "NOT SUBMITTED"
+                    if mj.job_id is None
+                    else "UNKNOWN (not reattached)"
                 )
+                lines.append(f"    status: {label}")
                 message = mj.error_message()
                 if message:
                     lines.append(f"    error: {message}")

@@ -31,7 +31,10 @@ from qjm.outcome import JobOutcome
 
 SCHEMA_VERSION = 2
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_QJM_TABLES = {"job_sets", "jobs", "results", "qjm_meta"}
+_QJM_TABLES = {"job_sets", "jobs", "results", "qjm_meta", "job_work"}
+# a job's status in the journal while it is being submitted (its intent is recorded, its job id
+# not yet): a set retrieved with this status left over ended while submitting
+SUBMITTING = "SUBMITTING"
 
 
 class StoreError(JobManagerError):
@@ -51,6 +54,12 @@ CREATE TABLE IF NOT EXISTS job_sets (
     run_options TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS job_sets_name ON job_sets (name);
+CREATE TABLE IF NOT EXISTS job_work (
+    job_set_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    work BLOB NOT NULL,
+    PRIMARY KEY (job_set_id, idx)
+);
 CREATE TABLE IF NOT EXISTS jobs (
     job_set_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -233,6 +242,51 @@ class Store:
             "job_id = excluded.job_id, status = excluded.status, error = excluded.error",
             (job_set_id, idx, job_id, status, error),
         )
+
+    def record_intent(self, job_set_id: str, idx: int, work: bytes | None) -> None:
+        """The journal's entry before a job is submitted: what it runs (circuits as QPY), and
+        the status SUBMITTING, in one transaction. Raises StoreError when it cannot be written
+        (the job is then not submitted)."""
+        if self.path == ":memory:":
+            return
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if work is not None:
+                        self._conn.execute(
+                            "INSERT OR REPLACE INTO job_work VALUES (?, ?, ?)",
+                            (job_set_id, idx, work),
+                        )
+                    self._conn.execute(
+                        "INSERT INTO jobs VALUES (?, ?, NULL, ?, NULL) ON CONFLICT (job_set_id, "
+                        "idx) DO UPDATE SET job_id = NULL, status = excluded.status, error = NULL",
+                        (job_set_id, idx, SUBMITTING),
+                    )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not write to the store {self.path}: {exc}") from exc
+
+    def record_work(self, job_set_id: str, works: list[tuple[int, bytes]]) -> None:
+        """What every job of a set runs (QPY), written in one transaction before any is
+        submitted."""
+        if self.path == ":memory:" or not works:
+            return
+        self._write(
+            "INSERT OR REPLACE INTO job_work VALUES (?, ?, ?)",
+            [(job_set_id, idx, blob) for idx, blob in works],
+        )
+
+    def job_work(self, job_set_id: str, idx: int) -> bytes | None:
+        """What job ``idx`` runs (QPY), as its intent recorded it, or None."""
+        rows = self._read(
+            "SELECT work FROM job_work WHERE job_set_id = ? AND idx = ?", (job_set_id, idx)
+        )
+        return rows[0][0] if rows else None
 
     def jobs(self, job_set_id: str) -> dict[int, tuple[str | None, str | None, str | None]]:
         rows = self._read(

@@ -78,6 +78,22 @@ class Kind:
     def submit(self, items: list, options: dict[str, Any]) -> Any:
         raise NotImplementedError
 
+    def tag_options(self, options: dict[str, Any], tag: str) -> dict[str, Any]:
+        """The options with ``tag`` on the job, where the target can find jobs by tag later."""
+        return options
+
+    def find_by_tag(self, tag: str) -> Any:
+        """The target's job carrying ``tag``, None when there is none or the target cannot say."""
+        return None
+
+    def work_bytes(self, items: list) -> bytes | None:
+        """What a job runs, as the journal keeps it (None: not kept for this kind)."""
+        return None
+
+    def load_work(self, blob: bytes) -> list:
+        """The inverse of :meth:`work_bytes`."""
+        raise NotImplementedError
+
     def status(self, job: Any) -> JobStatus:
         return normalize_status(job.status())
 

@@ -4,6 +4,7 @@ qiskit ``Result``; decoded into columnar records, read through :class:`~qjm.Mana
 from __future__ import annotations
 
 import inspect
+import io
 from typing import Any
 
 from qiskit.providers import JobStatus
@@ -52,6 +53,32 @@ class CircuitKind(Kind):
                 result = job.result()
             return decode_result(result)
         return decode_result(job.result())
+
+    def _lists_by_tag(self) -> bool:
+        return callable(getattr(self.target, "jobs", None)) and _accepts(self.target.run, "tags")
+
+    def tag_options(self, options: dict[str, Any], tag: str) -> dict[str, Any]:
+        if "tags" in options or not self._lists_by_tag():
+            return options
+        return dict(options, tags=[tag])
+
+    def find_by_tag(self, tag: str) -> Any:
+        if not self._lists_by_tag():
+            return None
+        found = list(self.target.jobs(tags=[tag], limit=2))
+        return found[0] if found else None
+
+    def work_bytes(self, items: list) -> bytes | None:
+        from qiskit import qpy
+
+        buffer = io.BytesIO()
+        qpy.dump(items, buffer)
+        return buffer.getvalue()
+
+    def load_work(self, blob: bytes) -> list:
+        from qiskit import qpy
+
+        return list(qpy.load(io.BytesIO(blob)))
 
     def retrieve_jobs(self, job_ids: list[str]) -> list[Any] | None:
         many = getattr(self.target, "retrieve_jobs", None)
