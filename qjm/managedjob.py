@@ -47,6 +47,7 @@ class ManagedJob:
         self.fetch_future: Future | None = None
         self.status_seconds = 0.0  # how long the last status query took
         self.fetch_attempts = 0  # failed fetches of this job's final result
+        self.persist_error: str | None = None  # why its kept result is not in the store
         self.uncertain = False  # retrieved: its submission may or may not have reached the backend
         self.never_started = False  # retrieved: its submission never began
         self.retry_at = 0.0  # monotonic time before which a failed fetch is not tried again
@@ -79,6 +80,8 @@ class ManagedJob:
             return self.outcome.error or _record_error(self.outcome)
         if self.fetch_error:
             return f"result could not be fetched: {self.fetch_error}"
+        if self.persist_error:
+            return f"result kept in memory only, not persisted: {self.persist_error}"
         return None
 
     def __repr__(self) -> str:

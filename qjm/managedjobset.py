@@ -18,7 +18,8 @@ from qjm.outcome import JobOutcome
 from qjm.plan import Plan
 from qjm.pool import DaemonPool
 from qjm.retry import DEFAULT_RETRY, RetryPolicy
-from qjm.store import SUBMITTING, Store
+from qjm.runoptions import logger
+from qjm.store import SUBMITTING, Store, StoreError
 from qjm.validation import check_timeout
 
 # What one fetch task found.
@@ -828,7 +829,18 @@ class ManagedJobSet:
         return _FINAL
 
     def _keep(self, mj: ManagedJob, outcome: JobOutcome) -> None:
+        """Keep a final outcome: committed to the store first, then in memory. A store that
+        cannot take it (disk full, read-only) does not lose it: it stays in memory, and the job
+        says it was not persisted (``error_messages()``, ``report()``)."""
+        try:
+            self._store.put_outcome(self._id, mj.index, outcome)
+            mj.persist_error = None
+        except StoreError as exc:
+            mj.persist_error = str(exc)
+            logger.warning("job %d's result is kept in memory only: %s", mj.index, exc)
         mj.outcome = outcome
         mj.fetch_error = None
-        self._store.put_outcome(self._id, mj.index, outcome)
-        self._store_job(mj)
+        try:
+            self._store_job(mj)
+        except StoreError as exc:
+            mj.persist_error = mj.persist_error or str(exc)

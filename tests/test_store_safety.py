@@ -184,3 +184,20 @@ def test_a_legacy_store_is_migrated_and_its_results_survive(tmp_path, make_circu
     conn.close()
     assert "outcome" not in columns and version == (str(SCHEMA_VERSION),)
     assert blob.startswith(b"QJMC")
+
+
+def test_a_store_that_refuses_writes_loses_no_result(tmp_path, make_circuits, caplog):
+    """SQLite refuses every write (PRAGMA query_only, a real read-only database error): results
+    stay in memory, results() returns them and says they were not persisted."""
+    store = tmp_path / "s.sqlite"
+    manager = qjm.JobManager(store=store)
+    job_set = manager.run(make_circuits(4), backend=AerSimulator(), max_experiments_per_job=2)
+    job_set.jobs()
+    manager._store._conn.execute("PRAGMA query_only = ON")
+    results = job_set.results(timeout=60)
+    assert results.success and len(results.get_counts()) == 4
+    messages = job_set.error_messages()
+    assert messages.count("not persisted") == 2 and "readonly" in messages
+    assert "kept in memory only" in caplog.text
+    with pytest.raises(StoreError, match=str(store)):
+        manager.run(make_circuits(1), backend=AerSimulator())
