@@ -126,3 +126,45 @@ def test_resume_needs_a_backend_and_stored_options(tmp_path, make_circuits):
     assert "NOT SUBMITTED" in later.report()
     with pytest.raises(qjm.JobManagerInvalidStateError, match="needs the backend"):
         later.resume()
+
+
+def test_service_down_while_a_client_submits_is_waited_out(tmp_path, server_factory, make_circuits):
+    """qjm serve SIGKILLed while a client submits and started again 3 s later: the refused
+    connections are retried (they started no job), nothing is lost, nothing runs twice."""
+    import threading
+
+    server = server_factory("--latency-ms", "100")
+    backend = RemoteBackend(server.url, server.tokens["alice"], retries=0)
+    circuits = make_circuits(60)
+    policy = qjm.RetryPolicy(max_attempts=12, initial_delay=0.2, max_delay=2.0)
+    job_set = qjm.JobManager(store=tmp_path / "s.sqlite").run(
+        circuits,
+        backend=backend,
+        max_experiments_per_job=3,
+        max_workers=2,
+        shots=50,
+        seed_simulator=5,
+        retry=policy,
+    )
+    time.sleep(0.4)  # a few jobs are in
+    server.kill()
+    restarted = threading.Timer(3.0, server.start)
+    restarted.start()
+    try:
+        results = job_set.results(timeout=120)
+    finally:
+        restarted.join()
+    assert results.success, job_set.error_messages()
+    retried = sum(
+        1 for mj in job_set.managed_jobs() for _, _, what in mj.history if what and "submit" in what
+    )
+    names = []
+    for info in backend.jobs(limit=1000):
+        names += [e["header"]["name"] for e in info.result().to_dict()["results"]]
+    assert sorted(names) == sorted(f"c{i}" for i in range(60))
+    local = AerSimulator().run(circuits, shots=50, seed_simulator=5).result()
+    assert all(results.get_counts(i) == local.get_counts(i) for i in range(60))
+    print(
+        f"service down 3 s during submission: {retried} refused submissions retried; "
+        "60 of 60 experiments, each run once"
+    )
