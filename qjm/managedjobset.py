@@ -324,7 +324,7 @@ class ManagedJobSet:
                     "not submitted: the store could not record what the jobs run "
                     f"({_describe(self._journal_error)})"
                 ) from self._journal_error
-            self._store.record_intent(self._id, mj.index, None)
+            self._store.record_intent(self._id, mj.index)
             while True:
                 attempt += 1
                 try:

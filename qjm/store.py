@@ -243,33 +243,16 @@ class Store:
             (job_set_id, idx, job_id, status, error),
         )
 
-    def record_intent(self, job_set_id: str, idx: int, work: bytes | None) -> None:
-        """The journal's entry before a job is submitted: what it runs (circuits as QPY), and
-        the status SUBMITTING, in one transaction. Raises StoreError when it cannot be written
-        (the job is then not submitted)."""
+    def record_intent(self, job_set_id: str, idx: int) -> None:
+        """The journal's entry right before a job is submitted: status SUBMITTING, no job id
+        yet. Raises StoreError when it cannot be written (the job is then not submitted)."""
         if self.path == ":memory:":
             return
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    if work is not None:
-                        self._conn.execute(
-                            "INSERT OR REPLACE INTO job_work VALUES (?, ?, ?)",
-                            (job_set_id, idx, work),
-                        )
-                    self._conn.execute(
-                        "INSERT INTO jobs VALUES (?, ?, NULL, ?, NULL) ON CONFLICT (job_set_id, "
-                        "idx) DO UPDATE SET job_id = NULL, status = excluded.status, error = NULL",
-                        (job_set_id, idx, SUBMITTING),
-                    )
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StoreError(f"could not write to the store {self.path}: {exc}") from exc
+        self._write(
+            "INSERT INTO jobs VALUES (?, ?, NULL, ?, NULL) ON CONFLICT (job_set_id, idx) DO "
+            "UPDATE SET job_id = NULL, status = excluded.status, error = NULL",
+            (job_set_id, idx, SUBMITTING),
+        )
 
     def record_work(self, job_set_id: str, works: list[tuple[int, bytes]]) -> None:
         """What every job of a set runs (QPY), written in one transaction before any is
