@@ -96,6 +96,7 @@ class JobManager:
         max_pubs_per_job: int | None = None,
         max_executions_per_job: int | None = None,
         retry: RetryPolicy | None = None,
+        max_active_jobs: int | None = None,
         **run_options: Any,
     ) -> ManagedJobSet:
         """Split the work into jobs and submit them concurrently; returns at once.
@@ -111,6 +112,9 @@ class JobManager:
             estimator: an Estimator V2 to run estimator PUBs on (``precision=`` goes to its
                 ``run``).
             max_pubs_per_job: at most this many PUBs (or pieces of PUBs) per job.
+            max_active_jobs: at most this many unfinished jobs on the backend at once; the rest
+                wait and are submitted as jobs finish (``run`` still returns at once, and
+                ``results(timeout=)`` counts the waiting).
             retry: how failed submissions and fetches are retried (default
                 ``qjm.RetryPolicy()``: 5 attempts on transient errors, full-jitter backoff from
                 1 s to 60 s; a submission only when it certainly started no job).
@@ -146,6 +150,7 @@ class JobManager:
         kind = kind_for(backend, sampler, estimator)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a qjm.RetryPolicy, not {retry!r}")
+        max_active_jobs = check_positive_int("max_active_jobs", max_active_jobs)
         if kind.name != "circuits":
             return self._run_pubs(
                 kind,
@@ -158,6 +163,7 @@ class JobManager:
                 max_shots_per_job=max_shots_per_job,
                 check_options=check_options,
                 retry=retry,
+                max_active_jobs=max_active_jobs,
                 unused={
                     "max_experiments_per_job": max_experiments_per_job,
                     "job_share_level": job_share_level,
@@ -211,6 +217,7 @@ class JobManager:
             unstored_options=unstored,
             kind=kind,
             retry=retry,
+            max_active_jobs=max_active_jobs,
         )
         return self._start(job_set, plan.to_dict(), options_json, circuits, run_options)
 
@@ -253,6 +260,7 @@ class JobManager:
         max_shots_per_job: int | None,
         check_options: bool,
         retry: RetryPolicy | None,
+        max_active_jobs: int | None,
         unused: dict[str, Any],
         run_options: dict[str, Any],
     ) -> ManagedJobSet:
@@ -312,6 +320,7 @@ class JobManager:
             unstored_options=unstored,
             kind=kind,
             retry=retry,
+            max_active_jobs=max_active_jobs,
             layout={
                 "shapes": [list(pub.shape) for pub in pubs],
                 "pieces": [[p.pub, p.start, p.stop, p.part] for p in pieces],

@@ -45,6 +45,8 @@ class ManagedJob:
         self.outcome: JobOutcome | None = None
         self.submitted = threading.Event()  # set when submission has finished, either way
         self.fetch_future: Future | None = None
+        self.fetch_lock = threading.Lock()  # one look at a time
+        self.holds_slot = False  # counts against max_active_jobs
         self.status_seconds = 0.0  # how long the last status query took
         self.fetch_attempts = 0  # failed fetches of this job's final result
         self.persist_error: str | None = None  # why its kept result is not in the store

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
@@ -67,6 +68,7 @@ class ManagedJobSet:
         kind: Any = None,
         layout: dict | None = None,
         retry: RetryPolicy | None = None,
+        max_active_jobs: int | None = None,
     ):
         self._id = job_set_id
         self._name = name
@@ -82,6 +84,9 @@ class ManagedJobSet:
         self._journal_ready = threading.Event()  # what the jobs run is in the store
         self._journal_ready.set()
         self._journal_error: BaseException | None = None
+        self._max_active = max_active_jobs
+        self._waiting: collections.deque[ManagedJob] = collections.deque()  # for a free slot
+        self._slots_lock = threading.Lock()
         self._backend_name = backend_name
         self._store = store
         self._max_workers = max_workers
@@ -284,8 +289,46 @@ class ManagedJobSet:
         if self._store.path != ":memory:" and self._kind().work_bytes([]) is not None:
             self._journal_ready.clear()
             self._pool().submit(self._write_journal)
-        for mj in self._managed:
+        first = self._managed if self._max_active is None else self._managed[: self._max_active]
+        self._waiting.extend(self._managed[len(first) :])
+        for mj in first:
+            mj.holds_slot = True
             self._submit_later(mj)
+        if self._waiting:
+            threading.Thread(
+                target=self._watch, name=f"qjm-{self._id[:8]}-watch", daemon=True
+            ).start()
+
+    def _slot_freed(self, mj: ManagedJob) -> None:
+        """A job that held one of the ``max_active_jobs`` slots is final (or was never
+        submitted): the next waiting job is submitted in its place."""
+        with self._slots_lock:
+            if not mj.holds_slot:
+                return
+            mj.holds_slot = False
+            if not self._waiting or self._stop_submitting.is_set():
+                return
+            nxt = self._waiting.popleft()
+            nxt.holds_slot = True
+        self._submit_later(nxt)
+
+    def _watch(self) -> None:
+        """While jobs wait for a slot: look at the active jobs on the pool (keeping the results
+        of those that finish, which frees their slots), backing off to what a status costs. One
+        thread, sleeping between looks: no busy loop, no thread per waiting job."""
+        pause = _POLL_CAP_MIN
+        while self._waiting and not self._stop_submitting.is_set():
+            looks = []
+            for mj in self._managed:
+                if mj.holds_slot and mj.job is not None and mj.outcome is None:
+                    if mj.fetch_future is None or mj.fetch_future.done():
+                        mj.fetch_future = self._pool().submit(self._fetch_one, mj, False)
+                    looks.append(mj.fetch_future)
+            if looks:
+                wait(looks, timeout=pause, return_when=FIRST_COMPLETED)
+            if self._stop_submitting.wait(pause):
+                return
+            pause = min(pause * 1.5, _POLL_CAP_MAX)
 
     def _write_journal(self) -> None:
         kind = self._kind()
@@ -367,6 +410,8 @@ class ManagedJobSet:
                 self._store_job(mj)
             finally:
                 mj.submitted.set()
+                if mj.job is None:
+                    self._slot_freed(mj)
 
     def retry_failed(self) -> list[int]:
         """Submit again the jobs that ended in ERROR or were never submitted (never one that may
@@ -570,6 +615,12 @@ class ManagedJobSet:
         for future in self._submit_futures:
             future.cancel()
         self._mark_unsubmitted("cancelled before it was submitted")
+        with self._slots_lock:
+            waiting, self._waiting = list(self._waiting), collections.deque()
+        for mj in waiting:
+            mj.submit_error = "cancelled while waiting for a slot (max_active_jobs)"
+            self._store_job(mj)
+            mj.submitted.set()
         self._wait_submitted(math.inf)
         for mj in self._managed:
             if mj.job is not None and mj.outcome is None:
@@ -796,7 +847,14 @@ class ManagedJobSet:
             )
 
     def _fetch_one(self, mj: ManagedJob, refresh: bool) -> str:
-        """One look at a job: its status, and its result when it is final. Runs on the pool."""
+        """One look at a job: its status, and its result when it is final. Runs on the pool.
+        Looks at one job never overlap (a result served once is asked for once)."""
+        with mj.fetch_lock:
+            if mj.outcome is not None and not refresh:
+                return _FINAL
+            return self._look(mj, refresh)
+
+    def _look(self, mj: ManagedJob, refresh: bool) -> str:
         job = mj.job
         started = time.monotonic()
         try:
@@ -844,3 +902,4 @@ class ManagedJobSet:
             self._store_job(mj)
         except StoreError as exc:
             mj.persist_error = mj.persist_error or str(exc)
+        self._slot_freed(mj)

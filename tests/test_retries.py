@@ -152,3 +152,80 @@ def test_classification_of_errors():
         qjm.JobManager(store=":memory:").run([], backend=AerSimulator(), retry=3)
     policy = RetryPolicy(initial_delay=1, max_delay=4)
     assert all(0 <= policy.delay(n) <= min(4, 2 ** (n - 1)) for n in range(1, 12))
+
+
+class CountingSlowBackend(WrappedBackend):
+    """Jobs take ``delay`` seconds; the backend records the most unfinished jobs it held at once
+    and refuses (a job-limit error) beyond ``limit``."""
+
+    kind = "counting"
+
+    def __init__(self, delay: float, limit: int, **kw):
+        super().__init__(**kw)
+        self.delay, self.limit = delay, limit
+        self.ends: list[float] = []
+        self.most = 0
+
+    def _check_submit(self, circuits, names):
+        import time as _time
+
+        now = _time.monotonic()
+        with self._lock:
+            active = sum(1 for end in self.ends if end > now)
+            if active >= self.limit:
+                raise RuntimeError(f"too many jobs pending ({active}), try again later")
+            self.ends.append(now + self.delay)
+            self.most = max(self.most, active + 1)
+
+    def _make_job(self, inner_job, names):
+        import time as _time
+
+        job = super()._make_job(inner_job, names)
+        end = self.ends[-1]
+        plain = job.status
+
+        def status():
+            from qiskit.providers import JobStatus
+
+            return JobStatus.RUNNING if _time.monotonic() < end else plain()
+
+        job.status = status
+        return job
+
+
+def test_max_active_jobs_keeps_the_backend_under_its_limit(make_circuits):
+    backend = CountingSlowBackend(delay=0.15, limit=3, inner=AerSimulator())
+    job_set = qjm.JobManager(store=":memory:").run(
+        make_circuits(30),
+        backend=backend,
+        max_experiments_per_job=2,
+        shots=10,
+        max_active_jobs=3,
+        retry=RetryPolicy(max_attempts=1),  # a refusal would be final: none may happen
+    )
+    waiting = sum(1 for s in job_set.statuses() if s == qjm.managedjob.JobStatus.INITIALIZING)
+    assert waiting >= 12  # run() returned at once; most jobs wait for a slot
+    import time
+
+    for _ in range(600):  # the waiting jobs go in as others finish, without results() (<= 30 s)
+        if len(backend.submitted) == 15:
+            break
+        time.sleep(0.05)
+    assert len(backend.submitted) == 15
+    results = job_set.results(timeout=120)
+    assert results.success, job_set.error_messages()
+    assert backend.most == 3 and len(backend.submitted) == 15
+    print(f"max_active_jobs=3: 15 jobs, at most {backend.most} unfinished at once, 0 refused")
+
+
+def test_without_max_active_jobs_the_limit_refuses_and_retries_wait(make_circuits):
+    backend = CountingSlowBackend(delay=0.1, limit=3, inner=AerSimulator())
+    job_set = qjm.JobManager(store=":memory:").run(
+        make_circuits(20),
+        backend=backend,
+        max_experiments_per_job=2,
+        shots=10,
+        retry=RetryPolicy(max_attempts=30, initial_delay=0.02, max_delay=0.2),
+    )
+    assert job_set.results(timeout=120).success, job_set.error_messages()
+    assert backend.most <= 3 and len(backend.submitted) == 10
