@@ -26,7 +26,7 @@ from qjm.runoptions import (
     primitive_job_seeds,
 )
 from qjm.store import Store, default_store_path
-from qjm.validation import check_circuits, check_positive_int, check_tags
+from qjm.validation import check_circuits, check_positive_int, check_tags, warm_up
 
 DEFAULT_MAX_WORKERS = 8
 
@@ -219,6 +219,7 @@ class JobManager:
             retry=retry,
             max_active_jobs=max_active_jobs,
         )
+        warm_up(circuits)
         return self._start(job_set, plan.to_dict(), options_json, circuits, run_options)
 
     def _start(
@@ -305,6 +306,7 @@ class JobManager:
         plan = make_plan(len(pieces), len(pieces), None, bounds)
         seeds = primitive_job_seeds(pieces, plan, kind.seed(), kind.seed_stride())
         items = [piece_pub(pubs[p.pub], p) for p in pieces]
+        warm_up(pub.circuit for pub in pubs)
         options_json, unstored = encode_run_options(dict(run_options))
         job_set = ManagedJobSet(
             job_set_id=uuid.uuid4().hex,

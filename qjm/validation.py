@@ -83,3 +83,23 @@ def check_tags(tags: Any) -> list[str]:
         if not isinstance(tag, str):
             raise TypeError(f"every tag must be a string, got {tag!r}")
     return tags
+
+
+def warm_up(circuits: Iterable[Any]) -> None:
+    """Build, in this thread, the lookup tables qiskit builds lazily on a circuit's first
+    ``find_bit`` (its qubit and clbit indices).
+
+    qiskit 2.x builds them in Rust behind a one-time lock that calls back into Python: two
+    threads touching the same circuit for the first time (the same circuit in several jobs, or
+    in several shot parts, submitted at once) can deadlock on that lock and the GIL. qjm submits
+    jobs from a pool, so it makes them before the circuits are shared.
+    """
+    seen: set[int] = set()
+    for circuit in circuits:
+        if id(circuit) in seen or not isinstance(circuit, QuantumCircuit):
+            continue
+        seen.add(id(circuit))
+        if circuit.num_qubits:
+            circuit.find_bit(circuit.qubits[0])
+        if circuit.num_clbits:
+            circuit.find_bit(circuit.clbits[0])

@@ -201,3 +201,38 @@ def test_a_store_that_refuses_writes_loses_no_result(tmp_path, make_circuits, ca
     assert "kept in memory only" in caplog.text
     with pytest.raises(StoreError, match=str(store)):
         manager.run(make_circuits(1), backend=AerSimulator())
+
+
+def test_a_full_disk_while_fetching_from_a_read_once_backend_loses_nothing(tmp_path, make_circuits):
+    """The store on a 512 KiB filesystem (a real tmpfs, mounted by the test as root) fills up
+    while results that can be read only once arrive: each stays in memory, results() has every
+    experiment, the error names the disk and the store, the backend is not asked twice."""
+    from backends import OnceBackend
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"mounting a small tmpfs (as root) failed: {done.stderr}"
+    try:
+        store = mount / "jobsets.sqlite"
+        backend = OnceBackend(inner=AerSimulator())
+        manager = qjm.JobManager(store=store)
+        job_set = manager.run(
+            make_circuits(20), backend=backend, max_experiments_per_job=5, shots=40_000, memory=True
+        )
+        results = job_set.results(timeout=120)
+        assert results.success and all(len(results.get_memory(i)) == 40_000 for i in range(20))
+        messages = job_set.error_messages() or ""
+        lost = messages.count("not persisted")
+        assert lost >= 1 and "full" in messages and str(store) in messages
+        served = backend.results_served
+        again = job_set.results(timeout=10)
+        assert again.success and backend.results_served == served == 4
+        print(f"disk full: {4 - lost} of 4 results stored, {lost} kept in memory only, 0 lost")
+        manager._store.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
