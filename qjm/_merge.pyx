@@ -709,6 +709,15 @@ ctypedef struct Pair:
     int64_t count
 
 
+cdef inline Py_ssize_t _table_size(Py_ssize_t n) noexcept nogil:
+    """Slots of a hash table for up to ``n`` keys: a power of two from 1024, at least 2n, at
+    most what HASH_MAX_DISTINCT keys need (past that the callers sort instead)."""
+    cdef Py_ssize_t cap = 1024
+    while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * n:
+        cap *= 2
+    return cap
+
+
 cdef Pair* _empty_table(Py_ssize_t cap) noexcept nogil:
     """A hash table of ``cap`` empty slots (EMPTY_KEY, count 0), or NULL when out of memory."""
     cdef Py_ssize_t i
@@ -832,9 +841,7 @@ cdef int _merge_u64(const uint64_t** kp, const int64_t** cp, const Py_ssize_t* l
         return MERGE_OK
 
     # 1. hash aggregation while the distinct keys fit in a cache-sized table
-    cap = 1024
-    while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * total:
-        cap *= 2
+    cap = _table_size(total)
     table = _empty_table(cap)
     if table == NULL:
         return MERGE_NOMEM
@@ -1030,8 +1037,7 @@ cdef int _merge_rows(const uint8_t** kp, const int64_t** cp, const Py_ssize_t* l
     # rows (pointers) and counts of the parts, in input order; then the hash aggregation
     urows = <const uint8_t**>malloc(total * sizeof(uint8_t*))
     ucounts = <int64_t*>malloc(total * sizeof(int64_t))
-    while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * total:
-        cap *= 2
+    cap = _table_size(total)
     table = <Slot*>malloc(cap * sizeof(Slot))
     if urows == NULL or ucounts == NULL or table == NULL:
         rc = MERGE_NOMEM
@@ -1364,8 +1370,7 @@ cdef int _count_hashed(uint64_t* keys, int64_t* c, Py_ssize_t n,
     cdef Pair* table
     cdef Pair* a
     cdef Pair* srt
-    while cap < 4 * HASH_MAX_DISTINCT and cap < 2 * n:
-        cap *= 2
+    cap = _table_size(n)
     table = _empty_table(cap)
     if table == NULL:
         return MERGE_NOMEM

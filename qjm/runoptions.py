@@ -143,8 +143,7 @@ def check_run_options(backend: Any, run_options: dict[str, Any], check: bool = T
             )
             + ". Nothing was submitted."
         )
-    passed = [k for k in unknown]
-    for key in passed:
+    for key in unknown:
         with _logged_lock:
             first = (name, key) not in _logged
             _logged.add((name, key))
@@ -154,7 +153,7 @@ def check_run_options(backend: Any, run_options: dict[str, Any], check: bool = T
                 key,
                 name,
             )
-    return passed
+    return unknown
 
 
 # -- per job ----------------------------------------------------------------------------------
