@@ -52,6 +52,8 @@ class ManagedJob:
         self.persist_error: str | None = None  # why its kept result is not in the store
         self.uncertain = False  # retrieved: its submission may or may not have reached the backend
         self.never_started = False  # retrieved: its submission never began
+        # retrieved: its target cannot look jobs up by id (local: it ended with its process)
+        self.unreachable = False
         self.retry_at = 0.0  # monotonic time before which a failed fetch is not tried again
         # what happened to each attempt: (time, job id, None or what went wrong)
         self.history: list[tuple[float, str | None, str | None]] = []

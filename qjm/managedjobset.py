@@ -100,6 +100,7 @@ class ManagedJobSet:
         self._submit_futures: list[Future] = []
         self._stop_submitting = threading.Event()  # set by cancel() and shutdown()
         self._attached = False
+        self._attached_finished = False  # finished jobs reattached too (jobs(), refresh)
         self._unloaded = False  # a retrieved set loads its stored results on first use
 
     def _items(self, mj: ManagedJob) -> str:
@@ -158,6 +159,9 @@ class ManagedJobSet:
                     "submitted; it may or may not exist on the backend "
                     "(resume(resubmit_uncertain=True) submits it again)"
                 )
+        for idx, history in self._store.attempts(self._id).items():
+            if isinstance(idx, int) and 0 <= idx < len(self._managed):
+                self._managed[idx].history = history
         for mj in self._managed:
             if mj.job_id is None and mj.submit_error is None:
                 mj.never_started = True
@@ -347,10 +351,10 @@ class ManagedJobSet:
         """The tag a job carries on backends that list jobs by tag: its set id and index."""
         return f"qjm-{self._id}-{mj.index}"
 
-    def _submit_later(self, mj: ManagedJob) -> None:
+    def _submit_later(self, mj: ManagedJob, items: list | None = None) -> None:
         kind = self._kind()
         options = kind.tag_options(kind.job_options(self._run_options, mj), self._tag(mj))
-        chunk = self._work[mj.start_index : mj.end_index + 1]
+        chunk = self._items_of(mj) if items is None else items
         future = self._pool().submit(self._submit_one, mj, chunk, options)
         if mj.index < len(self._submit_futures):
             self._submit_futures[mj.index] = future
@@ -388,7 +392,7 @@ class ManagedJobSet:
                             f"submission attempt {attempt} failed ({_describe(exc)}); "
                             f"retrying in {wait_s:.2g} s"
                         )
-                        mj.history.append((time.time(), None, f"submit: {_describe(exc)}"))
+                        self._note(mj, None, f"submit: {_describe(exc)}")
                     else:
                         raise
                     if self._stop_submitting.wait(wait_s):
@@ -399,12 +403,12 @@ class ManagedJobSet:
             mj.submit_waiting = None
             mj.job = job
             mj.job_id = str(job.job_id())
-            mj.history.append((time.time(), mj.job_id, None))
+            self._note(mj, mj.job_id, None)
         except Exception as exc:  # noqa: BLE001 - one failed submission must not stop the others
             mj.job = None
             mj.submit_waiting = None
             mj.submit_error = _describe(exc)
-            mj.history.append((time.time(), None, f"submit: {_describe(exc)}"))
+            self._note(mj, None, f"submit: {_describe(exc)}")
         finally:
             try:
                 self._store_job(mj)
@@ -424,29 +428,68 @@ class ManagedJobSet:
         """
         self._wait_submitted(math.inf)
         self._ensure_loaded()
+        if self._backend is not None and not self._attached:
+            self._attach()  # a retrieved set: which jobs exist on the backend
         failed = [
             mj
             for mj in self._managed
             if (mj.job is None and mj.submit_error and mj.outcome is None)
+            or (mj.job is None and mj.unreachable and mj.outcome is None)
             or (mj.outcome is not None and mj.outcome.status == JobStatus.ERROR)
         ]
-        if failed and self._work is None:
-            raise JobManagerInvalidStateError(
-                "this job set was retrieved from the store, which does not keep the circuits or "
-                "PUBs of its jobs: retry_failed() works in the process that ran the set"
-            )
+        if not failed:
+            return []
+        if self._work is None:
+            self._check_resubmittable("retry_failed()")
+        items = [self._items_of(mj) for mj in failed]  # all known before any is submitted
         self._stop_submitting.clear()
-        for mj in failed:
-            mj.history.append((time.time(), mj.job_id, f"retried: {mj.error_message()}"))
+        for mj, work in zip(failed, items):
+            self._note(mj, mj.job_id, f"retried: {mj.error_message()}")
             mj.job = None
             mj.job_id = None
             mj.submit_error = None
             mj.fetch_error = None
+            mj.unreachable = False
             mj.outcome = None
             mj.fetch_attempts = 0
+            mj.uncertain = mj.never_started = False
             mj.submitted.clear()
-            self._submit_later(mj)
+            self._submit_later(mj, work)
         return [mj.index for mj in failed]
+
+    def _items_of(self, mj: ManagedJob) -> list:
+        """What job ``mj`` runs: from this process's memory, or from the journal in the store
+        (a retrieved set).
+
+        Raises:
+            JobManagerInvalidStateError: neither has it.
+        """
+        if self._work is not None:
+            return self._work[mj.start_index : mj.end_index + 1]
+        blob = self._store.job_work(self._id, mj.index)
+        if blob is None:
+            raise JobManagerInvalidStateError(
+                f"cannot submit job {mj.index} again: the store holds no record of what it runs "
+                "(the store is ':memory:', or the process ended before the journal was written, "
+                "when no job had been submitted: run the set again)"
+            )
+        try:
+            return self._kind().load_work(blob)
+        except Exception as exc:
+            raise JobManagerInvalidStateError(
+                f"cannot submit job {mj.index} again: what the store recorded for it does not "
+                f"read back ({_describe(exc)})"
+            ) from exc
+
+    def _note(self, mj: ManagedJob, job_id: str | None, what: str | None) -> None:
+        """One entry of a job's attempt history (a submission when ``what`` is None, else what
+        went wrong), kept in memory and in the store."""
+        entry = (time.time(), job_id, what)
+        mj.history.append(entry)
+        try:
+            self._store.add_attempt(self._id, mj.index, *entry)
+        except StoreError as exc:  # the history is kept in memory; the result is what matters
+            logger.warning("job %d's history is kept in memory only: %s", mj.index, exc)
 
     def _store_job(self, mj: ManagedJob) -> None:
         status = mj.outcome.status.name if mj.outcome is not None else None
@@ -463,19 +506,28 @@ class ManagedJobSet:
                     missing=[(m.index, m.start_index, m.end_index) for m in waiting],
                 )
 
-    def _attach(self) -> None:
-        """For a set retrieved from the store: reattach its jobs to the backend by job id.
+    def _attach(self, finished: bool = False) -> None:
+        """For a set retrieved from the store: reattach its jobs to the backend by job id; the
+        jobs whose results are kept only when ``finished`` (``jobs()``, ``results(refresh=True)``),
+        so that a finished set costs the backend nothing.
 
         Uses ``backend.retrieve_jobs(ids)`` (one look-up for many jobs) where the backend has it,
         else ``backend.retrieve_job(id)`` for each job, on the pool.
         """
         self._ensure_loaded()
-        if self._attached:
+        if self._attached and (self._attached_finished or not finished):
             return
         self._attached = True
-        todo = [mj for mj in self._managed if mj.job is None and mj.job_id and mj.outcome is None]
+        self._attached_finished = self._attached_finished or finished
+        todo = [
+            mj
+            for mj in self._managed
+            if mj.job is None and mj.job_id and (finished or mj.outcome is None)
+        ]
         if not todo:
             return
+        for mj in todo:
+            mj.unreachable = False
         kind = self._kind()
         try:
             found = kind.retrieve_jobs([mj.job_id for mj in todo])
@@ -494,7 +546,10 @@ class ManagedJobSet:
             try:
                 mj.job = kind.retrieve_job(mj.job_id)
             except LookupError as exc:
+                # the target cannot look jobs up at all (a local simulator or primitive, whose
+                # jobs ended with the process that ran them): retry_failed() runs it again
                 mj.fetch_error = str(exc)
+                mj.unreachable = self._backend is not None
             except Exception as exc:  # noqa: BLE001
                 mj.fetch_error = f"not reattached: {_describe(exc)}"
 
@@ -539,7 +594,7 @@ class ManagedJobSet:
                 if found is not None:
                     mj.job, mj.job_id = found, str(found.job_id())
                     mj.uncertain, mj.submit_error = False, None
-                    mj.history.append((time.time(), mj.job_id, "found by its tag after a crash"))
+                    self._note(mj, mj.job_id, "found by its tag after a crash")
                     self._store_job(mj)
         todo = [
             mj
@@ -550,41 +605,34 @@ class ManagedJobSet:
         ]
         if not todo:
             return []
-        if self._backend is None:
-            raise JobManagerInvalidStateError(
-                "resume() needs the backend: retrieve_job_set(job_set_id, backend=...)"
-            )
-        if self._unstored_options:
-            raise JobManagerInvalidStateError(
-                "cannot resume: the run options "
-                + ", ".join(self._unstored_options)
-                + " were kept in memory only by the process that ran the set"
-            )
-        work = []
-        for mj in todo:
-            blob = self._store.job_work(self._id, mj.index)
-            if blob is None:
-                raise JobManagerInvalidStateError(
-                    f"cannot resume job {mj.index}: the store holds no record of what it runs "
-                    f"({self._kind_name} work is not journaled, or the process ended before "
-                    "the journal was written, when no job had been submitted: run the set again)"
-                )
-            work.append(kind.load_work(blob))
+        self._check_resubmittable("resume()")
+        work = [self._items_of(mj) for mj in todo]  # all known before any is submitted
         self._stop_submitting.clear()
         for mj, items in zip(todo, work):
-            mj.history.append((time.time(), None, f"resumed: {mj.submit_error}"))
+            self._note(mj, None, f"resumed: {mj.submit_error}")
             mj.submit_error = None
             mj.uncertain = mj.never_started = False
             mj.submitted.clear()
-            options = kind.tag_options(kind.job_options(self._run_options, mj), self._tag(mj))
-            future = self._pool().submit(self._submit_one, mj, items, options)
-            self._submit_futures.append(future)
+            self._submit_later(mj, items)
         return [mj.index for mj in todo]
+
+    def _check_resubmittable(self, what: str) -> None:
+        if self._backend is None:
+            raise JobManagerInvalidStateError(
+                f"{what} needs the backend (or primitive) the set ran on: "
+                "retrieve_job_set(job_set_id, backend=... / sampler=... / estimator=...)"
+            )
+        if self._unstored_options:
+            raise JobManagerInvalidStateError(
+                f"{what} cannot submit jobs again: the run options "
+                + ", ".join(self._unstored_options)
+                + " were kept in memory only by the process that ran the set"
+            )
 
     def jobs(self) -> list[JobV1 | None]:
         """The backend job of every job (None where submission failed), after submission ended."""
         self._wait_submitted(math.inf)
-        self._attach()
+        self._attach(finished=True)
         return [mj.job for mj in self._managed]
 
     def job(self, experiment: Any) -> tuple[JobV1 | None, int]:
@@ -599,14 +647,14 @@ class ManagedJobSet:
         i = self._index.resolve(experiment)
         job_index, k = self._plan.locate(i)
         self._wait_submitted(math.inf)
-        self._attach()
+        self._attach(finished=True)
         return self._managed[job_index].job, k
 
     def parts(self, experiment: Any) -> list[tuple[JobV1 | None, int]]:
         """Every (job, index in that job) that holds a shot part of ``experiment``, in order."""
         i = self._index.resolve(experiment)
         self._wait_submitted(math.inf)
-        self._attach()
+        self._attach(finished=True)
         return [(self._managed[j].job, k) for j, k in self._plan.parts(i)]
 
     def cancel(self) -> None:
@@ -750,7 +798,7 @@ class ManagedJobSet:
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         self._wait_submitted(deadline)
         self._ensure_loaded()
-        self._attach()
+        self._attach(finished=refresh)
         wanted = [
             mj for mj in self._managed if mj.job is not None and (refresh or mj.outcome is None)
         ]
@@ -878,7 +926,7 @@ class ManagedJobSet:
                 mj.fetch_attempts += 1
                 if mj.fetch_attempts < self._retry.max_attempts and self._retry.retries(exc):
                     # fetched again at a later poll, within the caller's deadline
-                    mj.history.append((time.time(), mj.job_id, f"fetch: {_describe(exc)}"))
+                    self._note(mj, mj.job_id, f"fetch: {_describe(exc)}")
                     mj.retry_at = time.monotonic() + self._retry.delay(mj.fetch_attempts)
                     return _NOT_READY
                 return _FAILED
@@ -896,6 +944,12 @@ class ManagedJobSet:
         except StoreError as exc:
             mj.persist_error = str(exc)
             logger.warning("job %d's result is kept in memory only: %s", mj.index, exc)
+        else:
+            if outcome.record is not None:
+                try:  # committed: a target that serves it once may now discard it
+                    self._kind().release(mj.job)
+                except Exception as exc:  # noqa: BLE001 - kept; the target offers it again
+                    logger.warning("job %d: could not confirm its result: %s", mj.index, exc)
         mj.outcome = outcome
         mj.fetch_error = None
         try:

@@ -222,7 +222,9 @@ class RemoteJob(JobV1):
 
     ``result()`` and ``columnar_result()`` fetch the result once and keep it, so either may be
     called any number of times, from any thread, even when the service serves each result only
-    once.
+    once. There the job reads it under a read lease of its own (a response lost in transit is
+    read again) and confirms it (``confirm_result()``) once it has it; the job manager passes
+    ``confirm=False`` and confirms only after its store has committed the result.
     """
 
     def __init__(self, backend: RemoteBackend, job_id: str, info: dict[str, Any] | None = None):
@@ -232,6 +234,8 @@ class RemoteJob(JobV1):
         self._record: Any = None
         self._result: Result | None = None
         self.result_wire_bytes: int | None = None  # bytes of the result as they came over the wire
+        self._lease = uuid.uuid4().hex  # this reader's read lease (results served once)
+        self._confirmed = False
 
     def submit(self) -> None:
         raise JobError(
@@ -273,7 +277,7 @@ class RemoteJob(JobV1):
 
     # -- results ----------------------------------------------------------------------------------
 
-    def result(self, timeout: float | None = None) -> Result:
+    def result(self, timeout: float | None = None, confirm: bool = True) -> Result:
         """The job's ``qiskit.result.Result``, waiting up to ``timeout`` seconds (None: for ever)
         for the job to finish.
 
@@ -283,24 +287,55 @@ class RemoteJob(JobV1):
                 before (``ResultConsumedError``); or the service could not be reached
                 (``ServiceConnectionError``).
         """
-        record = self.columnar_result(timeout=timeout)
+        record = self.columnar_result(timeout=timeout, confirm=confirm)
         with self._lock:
             if self._result is None:
                 self._result = record.to_result()
             return self._result
 
-    def columnar_result(self, timeout: float | None = None) -> Any:
+    def columnar_result(self, timeout: float | None = None, confirm: bool = True) -> Any:
         """The job's result as a :class:`qjm.records.JobRecord` (count and memory arrays
-        straight from the wire); the same waiting and errors as :meth:`result`."""
+        straight from the wire); the same waiting and errors as :meth:`result`.
+
+        Args:
+            timeout: seconds to wait for the job to finish (None: for ever).
+            confirm: on a service that serves each result once, confirm at once that the result
+                arrived (:meth:`confirm_result`). Pass False to confirm later, after keeping it
+                somewhere safe; an unconfirmed result becomes readable again when the service's
+                read lease (``result_lease_seconds`` in its limits) expires.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._lock.acquire(timeout=-1 if deadline is None else max(0.0, timeout)):
             raise JobTimeoutError(f"timed out waiting for the result of job {self._job_id}")
         try:
             if self._record is None:
                 self._record = self._fetch(deadline)
-            return self._record
+            record = self._record
         finally:
             self._lock.release()
+        if confirm:
+            self.confirm_result()
+        return record
+
+    def confirm_result(self) -> bool:
+        """Tell a service that serves each result once that this job's result arrived and is
+        kept, so it deletes it (later reads get 410). True when confirmed (now or before);
+        False when there is nothing to confirm (the service keeps results, or none was read).
+        Sending it again after a lost response is safe."""
+        if not self._backend.results_once or self._record is None:
+            return False
+        with self._lock:
+            if not self._confirmed:
+                self._backend._request(
+                    "DELETE",
+                    f"/v1/jobs/{self._job_id}/result",
+                    what=f"confirm the result of job {self._job_id}",
+                    ok=(204,),
+                    headers={"X-Result-Lease": self._lease},
+                    repeatable=True,  # the same lease confirms twice harmlessly
+                )
+                self._confirmed = True
+        return True
 
     def _fetch(self, deadline: float | None) -> Any:
         poll = _POLL_FIRST
@@ -311,9 +346,9 @@ class RemoteJob(JobV1):
                 f"/v1/jobs/{self._job_id}/result",
                 what=what,
                 ok=(200, 409),
-                headers={"Accept": wire.MEDIA_COLUMNAR},
-                # a result served once may have been served to the broken connection
-                repeatable=not self._backend.results_once,
+                # a result served once is read under this job's lease: reading it again after
+                # a lost response is safe
+                headers={"Accept": wire.MEDIA_COLUMNAR, "X-Result-Lease": self._lease},
             )
             status = resp.headers.get("X-Job-Status")
             if resp.status_code == 200:
@@ -328,14 +363,21 @@ class RemoteJob(JobV1):
                 if status in _FINAL and self._info is not None:
                     self._info = dict(self._info, status=status)
                 return record
-            if status in _FINAL:
+            leased = resp.headers.get("X-Result-Leased") is not None
+            if status in _FINAL and not leased:
                 self._info = None
                 raise JobError(f"{what}: {_detail(resp)}")
             now = time.monotonic()
             if deadline is not None and now >= deadline:
+                if leased:
+                    raise JobTimeoutError(f"timed out waiting for the {what}: {_detail(resp)}")
                 raise JobTimeoutError(
                     f"timed out waiting for job {self._job_id} (it is {status or 'not finished'})"
                 )
+            if leased:
+                # another reader (a process that was killed before it confirmed?) holds it:
+                # it is ours to read when that reader's lease expires
+                poll = max(poll, min(_retry_after(resp.headers.get("Retry-After")), 5.0))
             wait = poll if deadline is None else min(poll, deadline - now)
             time.sleep(max(0.0, wait))
             poll = min(poll * 1.5, _POLL_MAX)

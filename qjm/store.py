@@ -29,9 +29,9 @@ from typing import Any
 from qjm.exceptions import JobManagerError
 from qjm.outcome import JobOutcome
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_QJM_TABLES = {"job_sets", "jobs", "results", "qjm_meta", "job_work"}
+_QJM_TABLES = {"job_sets", "jobs", "results", "qjm_meta", "job_work", "attempts"}
 # a job's status in the journal while it is being submitted (its intent is recorded, its job id
 # not yet): a set retrieved with this status left over ended while submitting
 SUBMITTING = "SUBMITTING"
@@ -68,6 +68,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     PRIMARY KEY (job_set_id, idx)
 );
+CREATE TABLE IF NOT EXISTS attempts (
+    job_set_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    at REAL NOT NULL,
+    job_id TEXT,
+    what TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_set_id, idx);
 """
 _RESULTS_V2 = """CREATE TABLE IF NOT EXISTS results (
     job_set_id TEXT NOT NULL,
@@ -129,9 +137,14 @@ class Store:
             raise StoreError(f"the store {self.path} cannot be opened: {exc}") from exc
 
     def _set_version(self) -> None:
+        # schema 2 to 3 only adds a table (the attempt history), made by the script above
         self._conn.execute(
             "INSERT OR IGNORE INTO qjm_meta VALUES ('application', 'qjm'), ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
+        )
+        self._conn.execute(
+            "UPDATE qjm_meta SET value = ? WHERE key = 'schema_version' AND value != ?",
+            (str(SCHEMA_VERSION), str(SCHEMA_VERSION)),
         )
 
     def _migrate(self, rows: list[tuple]) -> None:
@@ -159,14 +172,19 @@ class Store:
             self._conn.close()
 
     def _write(self, sql: str, rows: Iterable[tuple] | tuple) -> None:
+        self._write_all([(sql, rows)])
+
+    def _write_all(self, statements: list[tuple[str, Iterable[tuple] | tuple]]) -> None:
+        """Statements in one transaction: all are committed, or none."""
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    if isinstance(rows, tuple):
-                        self._conn.execute(sql, rows)
-                    else:
-                        self._conn.executemany(sql, rows)
+                    for sql, rows in statements:
+                        if isinstance(rows, tuple):
+                            self._conn.execute(sql, rows)
+                        else:
+                            self._conn.executemany(sql, rows)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     if self._conn.in_transaction:
@@ -291,6 +309,28 @@ class Store:
             "record = excluded.record, stored = excluded.stored",
             (job_set_id, idx, outcome.status.name, outcome.error, record, time.time()),
         )
+
+    # -- attempt history -------------------------------------------------------------------------
+
+    def add_attempt(
+        self, job_set_id: str, idx: int, at: float, job_id: str | None, what: str | None
+    ) -> None:
+        """One entry of a job's history: a submission (``what`` None) or what went wrong."""
+        if self.path == ":memory:":
+            return
+        self._write(
+            "INSERT INTO attempts VALUES (?, ?, ?, ?, ?)", (job_set_id, idx, at, job_id, what)
+        )
+
+    def attempts(self, job_set_id: str) -> dict[int, list[tuple[float, str | None, str | None]]]:
+        """Every job's history, oldest first."""
+        out: dict[int, list] = {}
+        for idx, at, job_id, what in self._read(
+            "SELECT idx, at, job_id, what FROM attempts WHERE job_set_id = ? ORDER BY rowid",
+            (job_set_id,),
+        ):
+            out.setdefault(idx, []).append((at, job_id, what))
+        return out
 
     def outcomes(self, job_set_id: str) -> dict[int, JobOutcome]:
         """The kept outcomes of a job set. A row that does not read back (a damaged file) is

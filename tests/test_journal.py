@@ -168,3 +168,182 @@ def test_service_down_while_a_client_submits_is_waited_out(tmp_path, server_fact
         f"service down 3 s during submission: {retried} refused submissions retried; "
         "60 of 60 experiments, each run once"
     )
+
+
+FETCH_CHILD = """
+import sys, time
+from conftest import _make_circuits
+import qjm
+from qjm.remote import RemoteBackend
+from qjm.store import Store
+
+# a slow disk: each result takes 0.2 s to commit, so results read from the service wait there
+_put = Store.put_outcome
+def slow_put(self, *args, **kwargs):
+    time.sleep(0.2)
+    return _put(self, *args, **kwargs)
+Store.put_outcome = slow_put
+
+url, token, store = sys.argv[1:4]
+backend = RemoteBackend(url, token)
+job_set = qjm.JobManager(store=store).run(
+    _make_circuits(60), backend=backend, max_experiments_per_job=3, max_workers=4, shots=50,
+    seed_simulator=5,
+)
+print(job_set.job_set_id(), flush=True)
+job_set.results(timeout=600)
+time.sleep(600)
+"""
+
+
+def kept_results(store) -> int:
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+def test_sigkill_while_fetching_results_served_once_loses_none(
+    tmp_path, server_factory, subprocess_env, make_circuits
+):
+    """A process fetching from a service that serves each result once is SIGKILLed while
+    results are on their way to its store: the service holds each unconfirmed result under the
+    dead reader's lease, and a new process reads them once the lease expires."""
+    server = server_factory("--results-once", "--result-lease", "2")
+    token = server.tokens["alice"]
+    local = AerSimulator().run(make_circuits(60), shots=50, seed_simulator=5).result()
+    totals = {"kept": 0, "held": 0, "lost": 0, "twice": 0}
+    for trial in range(3):
+        store = tmp_path / f"s{trial}.sqlite"
+        child = subprocess.Popen(
+            [sys.executable, "-c", FETCH_CHILD, server.url, token, str(store)],
+            env=subprocess_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            job_set_id = child.stdout.readline().strip()
+            assert job_set_id, child.stderr.read()
+            for _ in range(600):  # bounded: at most 30 s
+                if kept_results(store) >= 3 + 3 * trial:
+                    break
+                time.sleep(0.05)
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(30)
+        finally:
+            child.kill()
+        kept = kept_results(store)
+        backend = RemoteBackend(server.url, token)
+        mine = [j for j in backend.jobs(limit=1000) if job_set_id in " ".join(j.tags())]
+        held = sum(1 for j in mine if j.info()["result_held"])
+        assert len(mine) == 20 and kept < 20, "the kill came too late to test anything"
+
+        job_set = qjm.JobManager(store=store).retrieve_job_set(job_set_id, backend=backend)
+        results = job_set.results(timeout=120)
+        assert results.success, job_set.error_messages()
+        lost = sum(1 for i in range(60) if results.get_counts(i) != local.get_counts(i))
+        infos = [j.info() for j in backend.retrieve_jobs([j.job_id() for j in mine])]
+        twice = sum(1 for info in infos if info["attempts"] != 1)
+        assert lost == 0 and twice == 0
+        assert all(info["result_consumed"] for info in infos)  # each confirmed, after its commit
+        for key, value in (("kept", kept), ("held", held), ("lost", lost), ("twice", twice)):
+            totals[key] += value
+        print(
+            f"trial {trial}: SIGKILL with {kept} of 20 results kept, {held} read from the service "
+            f"but not yet committed; a new process: 60 of 60 experiments, {lost} lost, {twice} "
+            "run twice"
+        )
+    print(f"3 trials: {totals}")
+    assert totals["held"] > 0, "no result was on its way at any kill: nothing was tested"
+
+
+SAMPLER_CHILD = """
+import sys, time
+from conftest import _make_circuits
+import qjm
+from qiskit.primitives import StatevectorSampler
+
+class SlowSampler(StatevectorSampler):
+    # a sampler whose run() takes 0.3 s to hand back its job (a slow submission)
+    def run(self, pubs, *, shots=None):
+        time.sleep(0.3)
+        return super().run(pubs, shots=shots)
+
+store = sys.argv[1]
+pubs = [(c,) for c in _make_circuits(12)]
+job_set = qjm.JobManager(store=store).run(
+    pubs, sampler=SlowSampler(seed=11), max_pubs_per_job=1, max_workers=2, shots=64
+)
+print(job_set.job_set_id(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_sigkill_while_submitting_sampler_pubs_then_resume_from_the_journal(
+    tmp_path, subprocess_env, make_circuits
+):
+    """The journal keeps PUBs too: a set of sampler PUBs killed while submitting is finished
+    in a new process from what the store recorded, and equals an uninterrupted run."""
+    from qiskit.primitives import StatevectorSampler
+
+    store = tmp_path / "s.sqlite"
+    child = subprocess.Popen(
+        [sys.executable, "-c", SAMPLER_CHILD, str(store)],
+        env=subprocess_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        job_set_id = child.stdout.readline().strip()
+        assert job_set_id, child.stderr.read()
+        for _ in range(600):  # bounded: at most 30 s
+            if submitted_jobs(store)[0] >= 3:
+                break
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+    finally:
+        child.kill()
+    with_id, intent = submitted_jobs(store)
+    assert 3 <= with_id < 12, "the kill came too late to test anything"
+
+    # the same sampler class, in this process: a local sampler's jobs ended with the child
+    job_set = qjm.JobManager(store=store).retrieve_job_set(
+        job_set_id, sampler=StatevectorSampler(seed=11)
+    )
+    report = job_set.report(detailed=True)
+    never = report.count("status: NOT SUBMITTED")
+    assert never > 0 and report.count("status: UNCERTAIN") == intent
+    resumed = job_set.resume(resubmit_uncertain=True)
+    assert len(resumed) == never + intent
+    retried = job_set.retry_failed()  # the jobs that died with the child's local sampler
+    assert len(retried) == with_id
+    assert sorted(resumed + retried) == list(range(12))
+    results = job_set.results(timeout=120)
+    assert results.success, job_set.error_messages()
+    # the history is in the store: a new manager reading it sees each job's attempts
+    again = qjm.JobManager(store=store).retrieve_job_set(job_set_id)
+    history = again.report(detailed=True)
+    assert history.count("retried:") == with_id and history.count("resumed:") == never + intent
+
+    whole = qjm.JobManager().run(
+        [(c,) for c in make_circuits(12)],
+        sampler=StatevectorSampler(seed=11),
+        max_pubs_per_job=1,
+        shots=64,
+    )
+    expected = whole.results(timeout=120)
+    assert all(
+        results[i].join_data().get_counts() == expected[i].join_data().get_counts()
+        for i in range(12)
+    )
+    print(
+        f"SIGKILL while submitting 12 sampler PUBs: {with_id} submitted (lost with the child's "
+        f"local sampler, run again by retry_failed), {intent} uncertain, {never} never started; "
+        "after resume 12 of 12 PUBs, equal to an uninterrupted run"
+    )

@@ -476,18 +476,58 @@ def test_same_idempotency_key_gives_the_same_job(server):
 
 
 def test_results_once_then_410(server_factory):
+    """Results served once are held under the first reader's lease until it confirms them:
+    the same lease reads again (a lost response), another reader waits (409 + Retry-After),
+    and after the confirmation everyone gets 410."""
     s = server_factory("--results-once")
     job_id = submit(s).json()["id"]
     wait_final(s, job_id)
     url = f"{s.url}/v1/jobs/{job_id}/result"
-    first = requests.get(url, headers={**s.headers(), "Accept": wire.MEDIA_COLUMNAR}, timeout=10)
+    columnar = {**s.headers(), "Accept": wire.MEDIA_COLUMNAR}
+    first = requests.get(url, headers=columnar, timeout=10)
     assert first.status_code == 200
+    lease = first.headers["X-Result-Lease"]
+    other = requests.get(url, headers=columnar, timeout=10)
+    assert other.status_code == 409 and other.headers["X-Result-Leased"] == "1"
+    assert int(other.headers["Retry-After"]) >= 1 and "another reader" in detail(other)
+    again = requests.get(url, headers={**columnar, "X-Result-Lease": lease}, timeout=10)
+    assert again.status_code == 200 and again.content == first.content
+    assert requests.delete(url, headers=s.headers(), timeout=10).status_code == 409
+    for _ in range(2):  # a confirmation sent twice (its response lost) is harmless
+        done = requests.delete(url, headers={**s.headers(), "X-Result-Lease": lease}, timeout=10)
+        assert done.status_code == 204
     for accept in (wire.MEDIA_COLUMNAR, "application/json"):
-        again = requests.get(url, headers={**s.headers(), "Accept": accept}, timeout=10)
-        assert again.status_code == 410
-        assert "already read" in detail(again) and "once" in detail(again)
+        gone = requests.get(url, headers={**s.headers(), "Accept": accept}, timeout=10)
+        assert gone.status_code == 410
+        assert "already read" in detail(gone) and "once" in detail(gone)
+    late = requests.delete(url, headers={**s.headers(), "X-Result-Lease": "other"}, timeout=10)
+    assert late.status_code == 410
     info = requests.get(f"{s.url}/v1/jobs/{job_id}", headers=s.headers(), timeout=10).json()
     assert info["status"] == "DONE" and info["result_consumed"] and not info["result_available"]
+
+
+def test_an_unconfirmed_result_is_readable_again_when_its_lease_expires(server_factory):
+    s = server_factory("--results-once", "--result-lease", "1")
+    assert (
+        requests.get(f"{s.url}/v1/limits", headers=s.headers(), timeout=10).json()[
+            "result_lease_seconds"
+        ]
+        == 1.0
+    )
+    job_id = submit(s).json()["id"]
+    wait_final(s, job_id)
+    url = f"{s.url}/v1/jobs/{job_id}/result"
+    columnar = {**s.headers(), "Accept": wire.MEDIA_COLUMNAR}
+    first = requests.get(url, headers={**columnar, "X-Result-Lease": "reader-1"}, timeout=10)
+    assert first.status_code == 200 and first.headers["X-Result-Lease"] == "reader-1"
+    time.sleep(1.3)  # reader 1 went away without confirming
+    second = requests.get(url, headers={**columnar, "X-Result-Lease": "reader-2"}, timeout=10)
+    assert second.status_code == 200 and second.content == first.content
+    stale = requests.delete(url, headers={**s.headers(), "X-Result-Lease": "reader-1"}, timeout=10)
+    assert stale.status_code == 409  # reader 2 holds it now
+    ok = requests.delete(url, headers={**s.headers(), "X-Result-Lease": "reader-2"}, timeout=10)
+    assert ok.status_code == 204
+    assert requests.get(url, headers=columnar, timeout=10).status_code == 410
 
 
 def test_jobs_survive_sigkill_and_queued_jobs_run_after_restart(server_factory):
@@ -618,4 +658,4 @@ def test_schemathesis_finds_no_server_errors(server, tmp_path):
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
-    assert "6 selected / 6 total" in out and " passed" in out, out[-3000:]
+    assert "7 selected / 7 total" in out and " passed" in out, out[-3000:]

@@ -98,7 +98,17 @@ class Kind:
         return normalize_status(job.status())
 
     def fetch(self, job: Any, status: JobStatus) -> Any:
+        """The job's result, decoded; a result the target serves once is not yet released
+        (:meth:`release`)."""
         raise NotImplementedError
+
+    def release(self, job: Any) -> None:
+        """Tell the target its result is kept (committed to the store) and may be discarded,
+        where the target supports that (``confirm_result()``, e.g. a ``qjm serve`` that serves
+        each result once)."""
+        confirm = getattr(job, "confirm_result", None)
+        if callable(confirm):
+            confirm()
 
     def retrieve_jobs(self, job_ids: list[str]) -> list[Any] | None:
         """The target's jobs by id in one look-up (None where unknown), or None when the target

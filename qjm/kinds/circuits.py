@@ -42,8 +42,9 @@ class CircuitKind(Kind):
     def fetch(self, job: Any, status: JobStatus) -> Any:
         columnar = getattr(job, "columnar_result", None)
         if callable(columnar):
-            # the backend hands over the columnar arrays themselves: nothing to decode
-            return columnar()
+            # the backend hands over the columnar arrays themselves: nothing to decode; a
+            # result served once is confirmed only after the store has it (release())
+            return columnar(confirm=False) if _accepts(columnar, "confirm") else columnar()
         if status == JobStatus.ERROR and _accepts(job.result, "partial"):
             # IBM-style jobs hand over a failed job's successful experiments only on request;
             # results are fetched once and kept, so always ask for them.

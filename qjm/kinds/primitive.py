@@ -97,6 +97,16 @@ class PrimitiveKind(Kind):
     def fetch(self, job: Any, status: JobStatus) -> Any:
         return decode_primitive_result(job.result())
 
+    def work_bytes(self, items: list) -> bytes | None:
+        from qjm.pubwire import encode_pubs
+
+        return encode_pubs(items)
+
+    def load_work(self, blob: bytes) -> list:
+        from qjm.pubwire import decode_pubs
+
+        return decode_pubs(blob)
+
     def retrieve_job(self, job_id: str) -> Any:
         service = getattr(self.target, "_service", None)
         lookup = getattr(service, "job", None)

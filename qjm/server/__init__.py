@@ -37,6 +37,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
@@ -68,7 +75,15 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--results-once",
         action="store_true",
-        help="serve each result once; later requests get 410 Gone",
+        help="serve each result once: a reader gets it under a read lease and confirms it with "
+        "DELETE /v1/jobs/{id}/result; later requests get 410 Gone",
+    )
+    p.add_argument(
+        "--result-lease",
+        type=_positive_float,
+        default=60.0,
+        help="with --results-once: seconds a result read but not yet confirmed is kept for its "
+        "reader before anyone may read it again (default 60)",
     )
     p.add_argument(
         "--latency-ms",
@@ -147,6 +162,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         workers=args.workers,
         method=args.method,
         results_once=args.results_once,
+        result_lease=args.result_lease,
         latency_ms=args.latency_ms,
         max_circuits=args.max_circuits,
         max_shots=args.max_shots,

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -30,6 +30,7 @@ from qjm.server.jobstore import (
     FINAL,
     Gone,
     JobStore,
+    Leased,
     NotFound,
     NotReady,
     TooManyPending,
@@ -78,6 +79,7 @@ class ServerConfig:
     workers: int = 1
     method: str = "automatic"
     results_once: bool = False
+    result_lease: float = 60.0
     latency_ms: float = 0.0
     max_circuits: int = 1000
     max_shots: int = 100_000
@@ -184,6 +186,10 @@ class JobInfo(BaseModel):
     attempts: int = Field(description="times a worker started it (more than 1 after a restart)")
     result_available: bool
     result_consumed: bool
+    result_held: bool = Field(
+        description="results_once: a reader read the result and has not confirmed it yet (its "
+        "lease is live)"
+    )
     backend: str
 
 
@@ -202,6 +208,10 @@ class Limits(BaseModel):
     max_payload_bytes: int
     max_pending_jobs: int
     results_once: bool
+    result_lease_seconds: float = Field(
+        description="with results_once: how long a result read but not confirmed stays held "
+        "for its reader"
+    )
     result_formats: list[str]
     qpy_version: int
     options: dict[str, Any] = Field(description="run options this service takes, with defaults")
@@ -419,6 +429,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         max_payload_bytes=config.max_payload_bytes,
         max_pending_jobs=config.max_pending,
         results_once=config.results_once,
+        result_lease_seconds=config.result_lease,
         result_formats=list(wire.RESULT_FORMATS),
         qpy_version=qpy.QPY_VERSION,
         options=defaults,
@@ -505,11 +516,30 @@ def create_app(config: ServerConfig) -> FastAPI:
             "attempts": row["attempts"],
             "result_available": row["result_state"] == "stored",
             "result_consumed": row["result_state"] == "consumed",
+            "result_held": row["result_state"] != "consumed"
+            and (row["lease_until"] or 0) > time.time(),
             "backend": backend_name,
         }
 
     def not_found(job_id: str) -> HTTPException:
         return HTTPException(404, f"no job {job_id!r}")
+
+    def gone(job_id: str, exc: Gone) -> HTTPException:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exc.consumed or 0))
+        return HTTPException(
+            410,
+            f"the result of job {job_id!r} was already read (confirmed at {when}); this service "
+            "serves each result once (--results-once)",
+        )
+
+    def leased(job_id: str, exc: Leased) -> HTTPException:
+        wait = max(1, math.ceil(exc.seconds))
+        return HTTPException(
+            409,
+            f"the result of job {job_id!r} is held by another reader who has not confirmed it "
+            f"yet; it is readable again if that reader does not confirm it within {wait} s",
+            headers={"Retry-After": str(wait), "X-Result-Leased": "1", "X-Job-Status": "DONE"},
+        )
 
     def busy(user: str, pending: int) -> HTTPException:
         retry = max(1, min(60, math.ceil(runner.mean_seconds)))
@@ -674,6 +704,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         "/v1/jobs", response_model=JobList, responses=_errors(401, 422), operation_id="list_jobs"
     )
     def list_jobs(
+        request: Request,
         user: User,
         tag: Annotated[
             list[Tag] | None, Query(description="only jobs with every one of these tags")
@@ -694,6 +725,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         ] = None,
     ) -> dict[str, Any]:
         """The user's jobs, newest first."""
+        for name in ("since", "until", "limit"):
+            if len(request.query_params.getlist(name)) > 1:
+                raise HTTPException(422, f"give the query parameter {name!r} at most once")
         rows = store.list(user, tag or [], status or [], since, until, limit, id or [])
         return {"jobs": [info(r) for r in rows]}
 
@@ -748,25 +782,34 @@ def create_app(config: ServerConfig) -> FastAPI:
         },
         operation_id="get_result",
     )
-    def get_result(job_id: JobId, request: Request, user: User) -> Response:
+    def get_result(
+        job_id: JobId,
+        request: Request,
+        user: User,
+        lease: Annotated[str | None, Header(alias="X-Result-Lease", max_length=64)] = None,
+    ) -> Response:
         """The job's result. 409 while the job is not finished (or when it ended without a
-        result); 410 when the service serves each result once and it was read already."""
+        result). When the service serves each result once (``results_once`` in /v1/limits), the
+        reader gets it under a read lease, named in the ``X-Result-Lease`` response header
+        (send your own id in the request header to read it again after a lost response): it
+        confirms it has the result with ``DELETE /v1/jobs/{id}/result`` and that lease; until
+        then other readers get 409 with ``Retry-After``, and a lease that expires unconfirmed
+        makes the result readable again. 410 once it was confirmed."""
         media = _wants(request)
         if media is None:
             raise HTTPException(
                 406, f"this service sends results as {' or '.join(wire.RESULT_FORMATS)}"
             )
         try:
-            row, packed = store.result(job_id, user, config.results_once)
+            row, packed, lease = store.result(
+                job_id, user, config.results_once, lease, config.result_lease
+            )
         except NotFound:
             raise not_found(job_id) from None
         except Gone as exc:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(exc.consumed or 0))
-            raise HTTPException(
-                410,
-                f"the result of job {job_id!r} was already read (at {when}); this service "
-                "serves each result once (--results-once)",
-            ) from None
+            raise gone(job_id, exc) from None
+        except Leased as exc:
+            raise leased(job_id, exc) from None
         except NotReady as exc:
             if exc.status in FINAL:
                 why = f"job {job_id!r} ended as {exc.status} without a result"
@@ -777,6 +820,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise HTTPException(409, why, headers={"X-Job-Status": exc.status}) from None
         gzip_ok = "gzip" in request.headers.get("accept-encoding", "").lower()
         headers = {"X-Job-Status": row["status"], "Vary": "Accept, Accept-Encoding"}
+        if lease is not None:
+            headers["X-Result-Lease"] = lease
         if media == wire.MEDIA_COLUMNAR:
             if gzip_ok:
                 headers["Content-Encoding"] = "gzip"
@@ -788,6 +833,37 @@ def create_app(config: ServerConfig) -> FastAPI:
             headers["Content-Encoding"] = "gzip"
             body = gzip.compress(body, compresslevel=1)
         return Response(body, media_type=wire.MEDIA_JSON, headers=headers)
+
+    @app.delete(
+        "/v1/jobs/{job_id}/result",
+        status_code=204,
+        responses=_errors(401, 404, 409, 410, 422),
+        operation_id="confirm_result",
+    )
+    def confirm_result(
+        job_id: JobId,
+        user: User,
+        lease: Annotated[str | None, Header(alias="X-Result-Lease", max_length=64)] = None,
+    ) -> Response:
+        """The reader has the result and kept it: the service deletes it for good (later reads
+        get 410). In results-once mode send the ``X-Result-Lease`` the read gave; confirming
+        twice with it is harmless. 409 while another reader's lease is live, or when the job
+        has no result."""
+        try:
+            row = store.confirm(job_id, user, lease)
+        except NotFound:
+            raise not_found(job_id) from None
+        except Gone as exc:
+            raise gone(job_id, exc) from None
+        except Leased as exc:
+            raise leased(job_id, exc) from None
+        except NotReady as exc:
+            raise HTTPException(
+                409,
+                f"job {job_id!r} is {exc.status} and has no result to confirm",
+                headers={"X-Job-Status": exc.status},
+            ) from None
+        return Response(status_code=204, headers={"X-Job-Status": row["status"]})
 
     return app
 

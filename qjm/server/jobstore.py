@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_bytes INTEGER,
     result_state TEXT,
     consumed REAL,
-    client_key TEXT
+    client_key TEXT,
+    lease_id TEXT,
+    lease_until REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_user_created ON jobs (user, created);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
@@ -62,7 +64,7 @@ CREATE TABLE IF NOT EXISTS served (user TEXT PRIMARY KEY, last_started REAL NOT 
 
 _COLUMNS = (
     "id, user, status, created, started, finished, tags, n_circuits, shots, options, error, "
-    "attempts, result_bytes, result_state, consumed"
+    "attempts, result_bytes, result_state, consumed, lease_id, lease_until"
 )
 
 
@@ -95,6 +97,18 @@ class Gone(Exception):
         self.consumed = consumed
 
 
+class Leased(Exception):
+    """Another reader holds the result's read lease for ``seconds`` more (``--results-once``)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+# columns added since the first schema: (name, declaration)
+_ADDED_COLUMNS = (("lease_id", "TEXT"), ("lease_until", "REAL"))
+
+
 def _row(row: tuple) -> dict[str, Any]:
     keys = [k.strip() for k in _COLUMNS.split(",")]
     out = dict(zip(keys, row))
@@ -113,6 +127,10 @@ class JobStore:
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(_SCHEMA)
+        have = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:  # a data directory of an earlier qjm serve
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -401,25 +419,78 @@ class JobStore:
             out = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row(out), cancelled
 
-    def result(self, job_id: str, user: str, once: bool) -> tuple[dict[str, Any], bytes]:
-        """The job's stored result (gzip-compressed columnar bytes); with ``once``, deleted as it
-        is read.
+    def result(
+        self,
+        job_id: str,
+        user: str,
+        once: bool,
+        lease: str | None = None,
+        lease_seconds: float = 60.0,
+    ) -> tuple[dict[str, Any], bytes, str | None]:
+        """The job's stored result (gzip-compressed columnar bytes) and, with ``once``, the read
+        lease it is now held under.
+
+        With ``once`` the result is not deleted as it is read: the reader gets a lease of
+        ``lease_seconds`` (the id it sent as ``lease``, or a new one) and the result is deleted
+        when the reader confirms it has it (:meth:`confirm`). While a lease is live, the same
+        lease id reads it again (a response lost in transit) and any other reader is refused
+        (:class:`Leased`); once it expires unconfirmed, anyone may read it again.
 
         Raises:
             NotFound: no such job, or another user's.
             NotReady: the job has no result (not finished, cancelled, or failed without one).
-            Gone: read once already.
+            Gone: read and confirmed already.
+            Leased: another reader holds a live lease on it.
         """
         if not once:
-            return self._stored_result(self._conn(), job_id, user)
+            job, body = self._stored_result(self._conn(), job_id, user)
+            return job, body, None
+        now = time.time()
         with self._tx() as conn:
-            out = self._stored_result(conn, job_id, user)
+            job, body = self._stored_result(conn, job_id, user)
+            _check_lease(job, lease, now)
+            lease = lease or uuid.uuid4().hex
             conn.execute(
-                "UPDATE jobs SET result_state = 'consumed', consumed = ? WHERE id = ?",
-                (time.time(), job_id),
+                "UPDATE jobs SET lease_id = ?, lease_until = ? WHERE id = ?",
+                (lease, now + lease_seconds, job_id),
+            )
+        return job, body, lease
+
+    def confirm(self, job_id: str, user: str, lease: str | None) -> dict[str, Any]:
+        """The reader has the result: delete it for good (later reads are :class:`Gone`).
+        Confirming again with the same lease is a no-op; in ``--results-once`` mode (a lease
+        was handed out) only the lease's holder, or anyone once it expired, may confirm.
+
+        Raises:
+            NotFound: no such job, or another user's.
+            NotReady: the job has no result to confirm.
+            Gone: confirmed already under another lease.
+            Leased: another reader holds a live lease on it.
+        """
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND user = ?", (job_id, user)
+            ).fetchone()
+            if row is None:
+                raise NotFound(job_id)
+            job = _row(row)
+            if job["result_state"] == "consumed":
+                if job["lease_id"] is not None and job["lease_id"] == lease:
+                    return job
+                raise Gone(job["consumed"])
+            _check_lease(job, lease, now)
+            found = conn.execute("SELECT 1 FROM results WHERE job_id = ?", (job_id,)).fetchone()
+            if found is None:
+                raise NotReady(job["status"], job["error"])
+            conn.execute(
+                "UPDATE jobs SET result_state = 'consumed', consumed = ?, lease_id = ?, "
+                "lease_until = NULL WHERE id = ?",
+                (now, lease, job_id),
             )
             conn.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
-        return out
+            job.update(result_state="consumed", consumed=now)
+        return job
 
     def _stored_result(
         self, conn: sqlite3.Connection, job_id: str, user: str
@@ -439,6 +510,12 @@ class JobStore:
         if body is None:
             raise NotReady(job["status"], job["error"])
         return job, body[0]
+
+
+def _check_lease(job: dict[str, Any], lease: str | None, now: float) -> None:
+    held, until = job["lease_id"], job["lease_until"]
+    if held is not None and held != lease and until is not None and until > now:
+        raise Leased(until - now)
 
 
 class _Transaction:
