@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from qiskit.providers import JobStatus
 from qiskit_aer import AerSimulator
 
 import qjm
@@ -347,3 +348,48 @@ def test_sigkill_while_submitting_sampler_pubs_then_resume_from_the_journal(
         f"local sampler, run again by retry_failed), {intent} uncertain, {never} never started; "
         "after resume 12 of 12 PUBs, equal to an uninterrupted run"
     )
+
+
+def test_a_retrieved_finished_set_asks_the_backend_only_when_told(tmp_path, make_circuits):
+    """statuses(), report() and results() of a retrieved set whose results are kept make no
+    backend call; jobs() and results(refresh=True) reattach its jobs."""
+    from backends import WrappedBackend
+
+    store = tmp_path / "s.sqlite"
+    backend = WrappedBackend()
+    job_set = qjm.JobManager(store=store).run(
+        make_circuits(6), backend=backend, max_experiments_per_job=2, shots=20
+    )
+    job_set.results(timeout=60)
+    calls = backend.result_calls
+    looked_up = []
+    backend.retrieve_job = lambda job_id, _own=backend.retrieve_job: (  # count look-ups
+        looked_up.append(job_id) or _own(job_id)
+    )
+    again = qjm.JobManager(store=store).retrieve_job_set(job_set.job_set_id(), backend=backend)
+    assert again.statuses() == [JobStatus.DONE] * 3
+    again.report(detailed=True)
+    assert again.results().success
+    assert looked_up == [] and backend.result_calls == calls
+    jobs = again.jobs()
+    assert [j.job_id() for j in jobs] == [j.job_id() for j in job_set.jobs()]
+    assert sorted(looked_up) == sorted(j.job_id() for j in jobs)
+    assert again.results(refresh=True).success and backend.result_calls == calls + 3
+
+
+def test_a_result_served_once_read_directly_is_confirmed_at_once(server_factory, make_circuits):
+    """Outside the job manager, RemoteJob.result() confirms what it read (so a second reader
+    gets 410 as before); columnar_result(confirm=False) leaves that to the caller."""
+    from qjm.remote import ResultConsumedError
+
+    server = server_factory("--results-once")
+    backend = RemoteBackend(server.url, server.tokens["alice"])
+    job = backend.run(make_circuits(2), shots=20, seed_simulator=1)
+    assert job.result(timeout=60).success
+    with pytest.raises(ResultConsumedError):
+        backend.retrieve_job(job.job_id()).result(timeout=10)
+    held = backend.run(make_circuits(2), shots=20, seed_simulator=1)
+    held.columnar_result(timeout=60, confirm=False)
+    assert backend.retrieve_job(held.job_id()).info()["result_held"]
+    assert held.confirm_result() and held.confirm_result()  # twice is harmless
+    assert backend.retrieve_job(held.job_id()).info()["result_consumed"]

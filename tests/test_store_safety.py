@@ -236,3 +236,80 @@ def test_a_full_disk_while_fetching_from_a_read_once_backend_loses_nothing(tmp_p
         manager._store.close()
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_schema_2_store_gains_the_attempt_history_and_keeps_its_results(tmp_path, make_circuits):
+    store = tmp_path / "s.sqlite"
+    job_set = qjm.JobManager(store=store).run(
+        make_circuits(4), backend=AerSimulator(), max_experiments_per_job=2, shots=50
+    )
+    first = job_set.results(timeout=60)
+    conn = sqlite3.connect(store)  # back to schema 2: no attempts table
+    conn.execute("DROP TABLE attempts")
+    conn.execute("UPDATE qjm_meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    again = qjm.JobManager(store=store).retrieve_job_set(job_set.job_set_id())
+    assert all(again.results().get_counts(i) == first.get_counts(i) for i in range(4))
+    conn = sqlite3.connect(store)
+    try:
+        version = conn.execute("SELECT value FROM qjm_meta WHERE key = 'schema_version'").fetchone()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    assert version == (str(SCHEMA_VERSION),) and "attempts" in tables
+
+
+def test_the_attempt_history_is_in_the_store(tmp_path, make_circuits):
+    store = tmp_path / "s.sqlite"
+    job_set = qjm.JobManager(store=store).run(
+        make_circuits(4), backend=AerSimulator(), max_experiments_per_job=2, shots=50
+    )
+    job_set.results(timeout=60)
+    ids = [mj.job_id for mj in job_set.managed_jobs()]
+    conn = sqlite3.connect(store)
+    try:
+        rows = conn.execute("SELECT idx, job_id, what FROM attempts ORDER BY idx").fetchall()
+    finally:
+        conn.close()
+    assert rows == [(0, ids[0], None), (1, ids[1], None)]  # one submission each, no trouble
+    again = qjm.JobManager(store=store).retrieve_job_set(job_set.job_set_id())
+    assert [mj.history for mj in again.managed_jobs()] == [
+        mj.history for mj in job_set.managed_jobs()
+    ]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[:7],
+        lambda b: b[:40],
+        lambda b: b[: len(b) // 2],
+        lambda b: b"QJMPUBS1" + b"\xff\xff\xff\x7f" + b[12:],
+        lambda b: b[:12] + b"{" + b[13:],
+        lambda b: b + b"\x00" * 3,
+        lambda b: b"x" * len(b),
+    ],
+)
+def test_journaled_pubs_that_do_not_read_back_are_refused(damage):
+    """What the journal keeps of PUBs is read without unpickling, every length checked first;
+    damaged bytes are a PubWireError (resume then names the job), never something else."""
+    import numpy as np
+    from qiskit.circuit import Parameter, QuantumCircuit
+    from qiskit.primitives.containers.estimator_pub import EstimatorPub
+
+    from qjm.pubwire import PubWireError, decode_pubs, encode_pubs
+
+    qc = QuantumCircuit(2)
+    qc.rx(Parameter("a"), 0)
+    pub = EstimatorPub.coerce((qc, [["ZZ"], ["XI"]], np.linspace(0, 1, 3).reshape(3, 1)), 0.01)
+    blob = encode_pubs([pub])
+    (back,) = decode_pubs(blob)
+    assert back.observables.tolist() == pub.observables.tolist() and back.precision == 0.01
+    damaged = damage(blob)
+    try:
+        decode_pubs(damaged)
+    except PubWireError:
+        pass
+    else:  # trailing bytes after a complete record are ignored, the rest must be refused
+        assert damaged.startswith(blob)
