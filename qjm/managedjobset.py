@@ -101,6 +101,7 @@ class ManagedJobSet:
         self._stop_submitting = threading.Event()  # set by cancel() and shutdown()
         self._attached = False
         self._attached_finished = False  # finished jobs reattached too (jobs(), refresh)
+        self._retrieved = False  # rebuilt from the store (by retrieve_job_set)
         self._unloaded = False  # a retrieved set loads its stored results on first use
 
     def _items(self, mj: ManagedJob) -> str:
@@ -170,6 +171,7 @@ class ManagedJobSet:
                 )
             mj.submitted.set()
         self._unloaded = True
+        self._retrieved = True
 
     def _ensure_loaded(self) -> None:
         if self._unloaded:
@@ -401,7 +403,7 @@ class ManagedJobSet:
                             f"waiting to submit again ({_describe(exc)})"
                         ) from exc
             mj.submit_waiting = None
-            mj.job = job
+            self._hold(mj, job)
             mj.job_id = str(job.job_id())
             self._note(mj, mj.job_id, None)
         except Exception as exc:  # noqa: BLE001 - one failed submission must not stop the others
@@ -539,12 +541,13 @@ class ManagedJobSet:
             for mj, job in zip(todo, found):
                 if job is None:
                     mj.fetch_error = "not reattached: the backend does not know this job id"
-                mj.job = job
+                if job is not None:
+                    self._hold(mj, job)
             return
 
         def attach(mj: ManagedJob) -> None:
             try:
-                mj.job = kind.retrieve_job(mj.job_id)
+                self._hold(mj, kind.retrieve_job(mj.job_id))
             except LookupError as exc:
                 # the target cannot look jobs up at all (a local simulator or primitive, whose
                 # jobs ended with the process that ran them): retry_failed() runs it again
@@ -592,7 +595,8 @@ class ManagedJobSet:
                     mj.fetch_error = f"look-up by tag failed: {_describe(exc)}"
                     found = None
                 if found is not None:
-                    mj.job, mj.job_id = found, str(found.job_id())
+                    self._hold(mj, found)
+                    mj.job_id = str(found.job_id())
                     mj.uncertain, mj.submit_error = False, None
                     self._note(mj, mj.job_id, "found by its tag after a crash")
                     self._store_job(mj)
@@ -799,6 +803,8 @@ class ManagedJobSet:
         self._wait_submitted(deadline)
         self._ensure_loaded()
         self._attach(finished=refresh)
+        if self._retrieved:
+            self._confirm_kept()
         wanted = [
             mj for mj in self._managed if mj.job is not None and (refresh or mj.outcome is None)
         ]
@@ -934,22 +940,55 @@ class ManagedJobSet:
         self._keep(mj, outcome)
         return _FINAL
 
+    def _hold(self, mj: ManagedJob, job: Any) -> None:
+        """``job`` is ``mj``'s backend job; where the backend names its result readers (a result
+        served once), the reader is named after the job's place in the set, the same in any
+        process."""
+        self._kind().name_reader(job, self._tag(mj))
+        mj.job = job
+
+    def _release(self, mj: ManagedJob, kept: bool = False) -> None:
+        """The result is committed: a target that serves it once may now discard it."""
+        try:
+            self._kind().release(mj.job, kept=kept)
+            self._store.confirmed(self._id, mj.index)
+        except Exception as exc:  # noqa: BLE001 - kept; confirmed by a later results()
+            logger.warning("job %d: could not confirm its result: %s", mj.index, exc)
+
+    def _confirm_kept(self) -> None:
+        """For a retrieved set: confirm the results an earlier process committed to the store
+        but ended before it told their backend (one look-up per such job, none otherwise)."""
+        if self._backend is None or self._store.path == ":memory:":
+            return
+        pending = [self._managed[i] for i in self._store.unconfirmed(self._id)]
+        if not pending:
+            return
+        for mj in pending:
+            if mj.job is None and mj.job_id:
+                try:
+                    self._hold(mj, self._kind().retrieve_job(mj.job_id))
+                except Exception as exc:  # noqa: BLE001 - tried again by a later results()
+                    logger.warning(
+                        "job %d: not reattached to confirm its result: %s", mj.index, exc
+                    )
+                    continue
+            if mj.job is not None:
+                self._release(mj, kept=True)
+
     def _keep(self, mj: ManagedJob, outcome: JobOutcome) -> None:
         """Keep a final outcome: committed to the store first, then in memory. A store that
         cannot take it (disk full, read-only) does not lose it: it stays in memory, and the job
         says it was not persisted (``error_messages()``, ``report()``)."""
+        hold = outcome.record is not None and self._kind().needs_release(mj.job)
         try:
-            self._store.put_outcome(self._id, mj.index, outcome)
+            self._store.put_outcome(self._id, mj.index, outcome, unconfirmed=hold)
             mj.persist_error = None
         except StoreError as exc:
             mj.persist_error = str(exc)
             logger.warning("job %d's result is kept in memory only: %s", mj.index, exc)
         else:
-            if outcome.record is not None:
-                try:  # committed: a target that serves it once may now discard it
-                    self._kind().release(mj.job)
-                except Exception as exc:  # noqa: BLE001 - kept; the target offers it again
-                    logger.warning("job %d: could not confirm its result: %s", mj.index, exc)
+            if hold:
+                self._release(mj)
         mj.outcome = outcome
         mj.fetch_error = None
         try:

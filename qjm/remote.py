@@ -234,7 +234,9 @@ class RemoteJob(JobV1):
         self._record: Any = None
         self._result: Result | None = None
         self.result_wire_bytes: int | None = None  # bytes of the result as they came over the wire
-        self._lease = uuid.uuid4().hex  # this reader's read lease (results served once)
+        # this reader's read lease (results served once); the job manager names it after the
+        # job's place in its set, so that a new process reading for it is the same reader
+        self.result_lease = uuid.uuid4().hex
         self._confirmed = False
 
     def submit(self) -> None:
@@ -317,12 +319,19 @@ class RemoteJob(JobV1):
             self.confirm_result()
         return record
 
-    def confirm_result(self) -> bool:
+    @property
+    def needs_confirmation(self) -> bool:
+        """True while the service serves each result once and this job has not confirmed its
+        result."""
+        return self._backend.results_once and not self._confirmed
+
+    def confirm_result(self, kept: bool = False) -> bool:
         """Tell a service that serves each result once that this job's result arrived and is
         kept, so it deletes it (later reads get 410). True when confirmed (now or before);
-        False when there is nothing to confirm (the service keeps results, or none was read).
-        Sending it again after a lost response is safe."""
-        if not self._backend.results_once or self._record is None:
+        False when there is nothing to confirm (the service keeps results, or this job read
+        none and ``kept`` is False). ``kept=True`` confirms a result kept elsewhere (read by an
+        earlier process under the same ``result_lease``). Sending it again is safe."""
+        if not self._backend.results_once or (self._record is None and not kept):
             return False
         with self._lock:
             if not self._confirmed:
@@ -331,7 +340,7 @@ class RemoteJob(JobV1):
                     f"/v1/jobs/{self._job_id}/result",
                     what=f"confirm the result of job {self._job_id}",
                     ok=(204,),
-                    headers={"X-Result-Lease": self._lease},
+                    headers={"X-Result-Lease": self.result_lease},
                     repeatable=True,  # the same lease confirms twice harmlessly
                 )
                 self._confirmed = True
@@ -348,7 +357,7 @@ class RemoteJob(JobV1):
                 ok=(200, 409),
                 # a result served once is read under this job's lease: reading it again after
                 # a lost response is safe
-                headers={"Accept": wire.MEDIA_COLUMNAR, "X-Result-Lease": self._lease},
+                headers={"Accept": wire.MEDIA_COLUMNAR, "X-Result-Lease": self.result_lease},
             )
             status = resp.headers.get("X-Job-Status")
             if resp.status_code == 200:

@@ -31,7 +31,7 @@ from qjm.outcome import JobOutcome
 
 SCHEMA_VERSION = 3
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_QJM_TABLES = {"job_sets", "jobs", "results", "qjm_meta", "job_work", "attempts"}
+_QJM_TABLES = {"job_sets", "jobs", "results", "qjm_meta", "job_work", "attempts", "unconfirmed"}
 # a job's status in the journal while it is being submitted (its intent is recorded, its job id
 # not yet): a set retrieved with this status left over ended while submitting
 SUBMITTING = "SUBMITTING"
@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS attempts (
     what TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_set_id, idx);
+CREATE TABLE IF NOT EXISTS unconfirmed (
+    job_set_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (job_set_id, idx)
+);
 """
 _RESULTS_V2 = """CREATE TABLE IF NOT EXISTS results (
     job_set_id TEXT NOT NULL,
@@ -137,7 +142,8 @@ class Store:
             raise StoreError(f"the store {self.path} cannot be opened: {exc}") from exc
 
     def _set_version(self) -> None:
-        # schema 2 to 3 only adds a table (the attempt history), made by the script above
+        # schema 2 to 3 only adds tables (the attempt history; results kept but not yet
+        # confirmed to a backend that serves them once), made by the script above
         self._conn.execute(
             "INSERT OR IGNORE INTO qjm_meta VALUES ('application', 'qjm'), ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
@@ -297,18 +303,43 @@ class Store:
 
     # -- results --------------------------------------------------------------------------------
 
-    def put_outcome(self, job_set_id: str, idx: int, outcome: JobOutcome) -> None:
+    def put_outcome(
+        self, job_set_id: str, idx: int, outcome: JobOutcome, unconfirmed: bool = False
+    ) -> None:
+        """Commit a job's final outcome; with ``unconfirmed``, note in the same transaction
+        that its backend still holds the result until told it is kept (:meth:`confirmed`)."""
         if self.path == ":memory:":
             return  # the job set in this process holds it; a store of nothing encodes nothing
         from qjm.wire import encode_record
 
         record = None if outcome.record is None else encode_record(outcome.record)
-        self._write(
-            "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO "
-            "UPDATE SET status = excluded.status, error = excluded.error, "
-            "record = excluded.record, stored = excluded.stored",
-            (job_set_id, idx, outcome.status.name, outcome.error, record, time.time()),
+        statements: list[tuple[str, Any]] = [
+            (
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO "
+                "UPDATE SET status = excluded.status, error = excluded.error, "
+                "record = excluded.record, stored = excluded.stored",
+                (job_set_id, idx, outcome.status.name, outcome.error, record, time.time()),
+            )
+        ]
+        if unconfirmed:
+            statements.append(
+                ("INSERT OR IGNORE INTO unconfirmed VALUES (?, ?)", (job_set_id, idx))
+            )
+        self._write_all(statements)
+
+    def confirmed(self, job_set_id: str, idx: int) -> None:
+        """The backend was told it may discard job ``idx``'s result."""
+        if self.path == ":memory:":
+            return
+        self._write("DELETE FROM unconfirmed WHERE job_set_id = ? AND idx = ?", (job_set_id, idx))
+
+    def unconfirmed(self, job_set_id: str) -> list[int]:
+        """Jobs whose results are kept but whose backend was not told so (the process that
+        fetched them ended in between)."""
+        rows = self._read(
+            "SELECT idx FROM unconfirmed WHERE job_set_id = ? ORDER BY idx", (job_set_id,)
         )
+        return [r[0] for r in rows]
 
     # -- attempt history -------------------------------------------------------------------------
 

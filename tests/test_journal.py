@@ -250,7 +250,9 @@ def test_sigkill_while_fetching_results_served_once_loses_none(
         infos = [j.info() for j in backend.retrieve_jobs([j.job_id() for j in mine])]
         twice = sum(1 for info in infos if info["attempts"] != 1)
         assert lost == 0 and twice == 0
-        assert all(info["result_consumed"] for info in infos)  # each confirmed, after its commit
+        # each confirmed after its commit: by the child, or by the new process for the results
+        # the child committed but was killed before it confirmed them
+        assert all(info["result_consumed"] for info in infos)
         for key, value in (("kept", kept), ("held", held), ("lost", lost), ("twice", twice)):
             totals[key] += value
         print(
@@ -393,3 +395,52 @@ def test_a_result_served_once_read_directly_is_confirmed_at_once(server_factory,
     assert backend.retrieve_job(held.job_id()).info()["result_held"]
     assert held.confirm_result() and held.confirm_result()  # twice is harmless
     assert backend.retrieve_job(held.job_id()).info()["result_consumed"]
+
+
+KILLED_BEFORE_CONFIRM = """
+import os, signal, sys
+from conftest import _make_circuits
+import qjm
+from qjm.remote import RemoteBackend, RemoteJob
+
+def die(self, kept=False):  # the process dies after its store committed, before it confirms
+    os.kill(os.getpid(), signal.SIGKILL)
+RemoteJob.confirm_result = die
+
+url, token, store = sys.argv[1:4]
+job_set = qjm.JobManager(store=store).run(
+    _make_circuits(6), backend=RemoteBackend(url, token), max_experiments_per_job=3,
+    max_workers=1, shots=50, seed_simulator=5,
+)
+print(job_set.job_set_id(), flush=True)
+job_set.results(timeout=120)
+"""
+
+
+def test_a_result_committed_but_not_confirmed_is_confirmed_by_the_next_process(
+    tmp_path, server_factory, subprocess_env, make_circuits
+):
+    server = server_factory("--results-once")  # a lease of 60 s: nobody waits for it here
+    token = server.tokens["alice"]
+    store = tmp_path / "s.sqlite"
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_CONFIRM, server.url, token, str(store)],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    job_set_id = child.stdout.strip()
+    assert kept_results(store) == 1
+    backend = RemoteBackend(server.url, token)
+    job_set = qjm.JobManager(store=store).retrieve_job_set(job_set_id, backend=backend)
+    results = job_set.results(timeout=60)
+    local = AerSimulator().run(make_circuits(6), shots=50, seed_simulator=5).result()
+    assert all(results.get_counts(i) == local.get_counts(i) for i in range(6))
+    infos = [j.info() for j in backend.retrieve_jobs([j.job_id() for j in job_set.jobs()])]
+    assert [i["result_consumed"] for i in infos] == [True, True]
+    print(
+        "killed between commit and confirmation: the kept result was confirmed by the next "
+        "process (without reading it again), the other read and confirmed; 6 of 6 experiments"
+    )

@@ -102,13 +102,23 @@ class Kind:
         (:meth:`release`)."""
         raise NotImplementedError
 
-    def release(self, job: Any) -> None:
-        """Tell the target its result is kept (committed to the store) and may be discarded,
-        where the target supports that (``confirm_result()``, e.g. a ``qjm serve`` that serves
-        each result once)."""
+    def name_reader(self, job: Any, name: str) -> None:
+        """Give the job's reader a name that a later process reading for the same job set uses
+        too (a ``qjm serve`` result lease), where the target has one."""
+        if hasattr(job, "result_lease"):
+            job.result_lease = name
+
+    def needs_release(self, job: Any) -> bool:
+        """True when the target keeps the job's result until told it may discard it."""
+        return bool(getattr(job, "needs_confirmation", False))
+
+    def release(self, job: Any, kept: bool = False) -> None:
+        """Tell the target the job's result is kept (committed to the store) and may be
+        discarded, where the target supports that (``confirm_result()``: a ``qjm serve`` that
+        serves each result once). ``kept``: the result was read by an earlier process."""
         confirm = getattr(job, "confirm_result", None)
         if callable(confirm):
-            confirm()
+            confirm(kept=True) if kept else confirm()
 
     def retrieve_jobs(self, job_ids: list[str]) -> list[Any] | None:
         """The target's jobs by id in one look-up (None where unknown), or None when the target
