@@ -6,7 +6,7 @@
 >>> results = job_set.results()                                           # doctest: +SKIP
 """
 
-from qjm import exceptions
+from qjm import exceptions, logs
 from qjm.exceptions import (
     IBMQJobManagerError,
     IBMQJobManagerInvalidStateError,
@@ -30,6 +30,10 @@ from qjm.primitiveresults import ManagedPrimitiveResults
 from qjm.retry import RetryPolicy
 
 __version__ = "0.1.0"
+
+# qjm logs through the "qjm" logger hierarchy (each module its own logger): silent until the
+# application configures logging (a NullHandler on "qjm"; ``qjm -v`` shows INFO on stderr)
+logs.silence()
 
 # The names of the old IBMQ job manager, so that a script ports by changing its import.
 IBMQJobManager = JobManager

@@ -37,6 +37,13 @@ class JobManagerUnknownJobSet(JobManagerError):
     """No job set with that id is in the store."""
 
 
+class PurePythonKernelsWarning(RuntimeWarning):
+    """A warning, not an error: qjm runs on its pure-Python merge kernels because the compiled
+    extension ``qjm._merge`` is not built (results are the same, merging much slower). Build it
+    (``pip install -e .`` in the checkout) or set ``QJM_PUREPYTHON=1`` to choose the pure-Python
+    kernels on purpose, which silences it."""
+
+
 # The names of the old IBMQ job manager.
 IBMQJobManagerError = JobManagerError
 IBMQJobManagerInvalidStateError = JobManagerInvalidStateError
@@ -52,6 +59,7 @@ __all__ = [
     "JobManagerJobNotFound",
     "ManagedResultDataNotAvailable",
     "JobManagerUnknownJobSet",
+    "PurePythonKernelsWarning",
     "IBMQJobManagerError",
     "IBMQJobManagerInvalidStateError",
     "IBMQJobManagerTimeoutError",

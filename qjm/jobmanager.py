@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
+import time
 import uuid
 from typing import Any
 
-from qjm.exceptions import JobManagerUnknownJobSet
+from qiskit.providers.jobstatus import JOB_FINAL_STATES
+
+from qjm.exceptions import JobManagerInvalidStateError, JobManagerUnknownJobSet
 from qjm.kinds import kind_by_name, kind_for
 from qjm.managedjobset import ManagedJobSet
 from qjm.plan import Plan, check_shots, chunk_size, make_plan, payload_bounds, split_shots
@@ -26,6 +30,8 @@ from qjm.runoptions import (
     primitive_job_seeds,
 )
 from qjm.store import Store, default_store_path
+from qjm.summary import JobSetSummary, summarize
+from qjm.transpiling import Transpiler, check_target, transpile_options
 from qjm.validation import check_circuits, check_positive_int, check_tags, warm_up
 
 DEFAULT_MAX_WORKERS = 8
@@ -59,6 +65,23 @@ def _is_provider(obj: Any) -> bool:
         and callable(getattr(obj, "get_backend", None))
         and not callable(getattr(obj, "run", None))
     )
+
+
+def _running_here(job_set: ManagedJobSet) -> bool:
+    """Whether a set of this process still has work under way: a submission or a fetch, a job
+    waiting for a slot, or a job not finished on its backend (one status call per such job)."""
+    if job_set._waiting:
+        return True
+    for mj in job_set._managed:
+        if not mj.submitted.is_set():
+            return True
+        if mj.fetch_future is not None and not mj.fetch_future.done():
+            return True
+        if mj.job is not None and mj.outcome is None:
+            status = mj.status()
+            if status is not None and status not in JOB_FINAL_STATES:
+                return True
+    return False
 
 
 class JobManager:
@@ -97,6 +120,9 @@ class JobManager:
         max_executions_per_job: int | None = None,
         retry: RetryPolicy | None = None,
         max_active_jobs: int | None = None,
+        transpile: bool | dict[str, Any] = False,
+        optimization_level: int | None = None,
+        transpile_processes: int | None = None,
         **run_options: Any,
     ) -> ManagedJobSet:
         """Split the work into jobs and submit them concurrently; returns at once.
@@ -125,6 +151,13 @@ class JobManager:
             max_experiments_per_job: at most this many circuits per job; the backend's own limit
                 (``max_circuits``) is never exceeded. None: the backend's limit, or one job.
             max_workers: threads that submit and fetch.
+            transpile: transpile the circuits for the backend on the way in, with qiskit's
+                preset pass manager (``generate_preset_pass_manager``; a dict gives it keywords
+                such as ``seed_transpiler``), in this process and ``transpile_processes`` worker
+                processes (default: one per CPU beyond the first, at most 8; 0: in this process
+                only), each job submitted as soon as its circuits are transpiled. Without it, circuits the backend's ``Target`` cannot run as they
+                are are refused before anything is submitted.
+            optimization_level: the pass manager's level (0-3, default 2); implies ``transpile``.
             tags: tags of the job set (``job_tags`` is the old name).
             max_shots_per_job: split an experiment with more shots than this into parts, merged
                 back in the results. None: the backend's ``max_shots`` where it states one.
@@ -148,10 +181,17 @@ class JobManager:
             TypeError: a non-circuit, or a limit that is not an integer.
         """
         kind = kind_for(backend, sampler, estimator)
+        to_transpile = transpile_options(transpile, optimization_level)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a qjm.RetryPolicy, not {retry!r}")
         max_active_jobs = check_positive_int("max_active_jobs", max_active_jobs)
         if kind.name != "circuits":
+            if to_transpile is not None:
+                raise ValueError(
+                    "transpile= and optimization_level= are for circuits on a backend=; for "
+                    "primitives, transpile the PUBs' circuits (and apply_layout to estimator "
+                    "observables) before run. Nothing was submitted."
+                )
             return self._run_pubs(
                 kind,
                 circuits,
@@ -194,6 +234,13 @@ class JobManager:
             )
         check_run_options(backend, run_options, check=bool(check_options))
         check_parameter_binds(run_options.get("parameter_binds"), len(circuits))
+        if to_transpile is None:
+            check_target(circuits, backend)
+        processes = transpile_processes
+        if processes is not None and (
+            isinstance(processes, bool) or not isinstance(processes, int) or processes < 0
+        ):
+            raise ValueError(f"transpile_processes must be an integer >= 0, not {processes!r}")
         seed = effective_seed(backend, run_options)
 
         plan = self._plan(
@@ -220,6 +267,8 @@ class JobManager:
             max_active_jobs=max_active_jobs,
         )
         warm_up(circuits)
+        if to_transpile is not None:
+            job_set._transpiler = Transpiler(backend, to_transpile, len(circuits), processes)
         return self._start(job_set, plan.to_dict(), options_json, circuits, run_options)
 
     def _start(
@@ -487,6 +536,83 @@ class JobManager:
         if not sets:
             return "No job sets in this manager."
         return "\n\n".join(s.report(detailed=detailed) for s in sets)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def job_set_summaries(self, name: str | None = None) -> list[JobSetSummary]:
+        """Every job set in the store (oldest first; with ``name``, those of that name) with
+        its jobs counted by state: done, failed (of which partial), running, not submitted,
+        cancelled. Read from the store alone: no backend call, no result decoded (``qjm list``).
+        """
+        with self._lock:
+            live = dict(self._job_sets)
+        out = []
+        for entry in self._store.job_set_overview(name):
+            job_set = live.get(entry["id"])
+            kept = None
+            if job_set is not None:  # what this process holds (no backend call)
+                kept = {mj.index: mj.outcome for mj in job_set._managed if mj.outcome is not None}
+            out.append(summarize(entry, kept))
+        return out
+
+    def delete_job_set(self, job_set_id: str) -> None:
+        """Remove a job set from the store: its jobs, kept results, journal, attempt history,
+        every row of it, in one transaction; the space is given back to the file system.
+
+        A set still running in this process (a submission or a fetch under way, or a job not
+        finished on its backend) is refused rather than cancelled: ``cancel()`` it, or wait for
+        its ``results()``, first. A set that another process is still running cannot be seen
+        from here; that process's later writes leave rows that :meth:`gc` removes.
+
+        Raises:
+            JobManagerUnknownJobSet: no job set with that id is in the store.
+            JobManagerInvalidStateError: the set is still running in this process.
+        """
+        self.delete_job_sets([job_set_id])
+
+    def delete_job_sets(self, job_set_ids: list[str]) -> list[str]:
+        """Remove several job sets, as :meth:`delete_job_set` does, all or none (an unknown id
+        or a set still running in this process removes nothing). Returns the ids removed."""
+        if isinstance(job_set_ids, str):
+            job_set_ids = [job_set_ids]
+        ids = list(dict.fromkeys(job_set_ids))
+        for job_set_id in ids:
+            with self._lock:
+                live = self._job_sets.get(job_set_id)
+            if live is not None and _running_here(live):
+                raise JobManagerInvalidStateError(
+                    f"job set {job_set_id} is still running in this process: cancel() it or "
+                    "wait for its results() before deleting it; nothing was deleted"
+                )
+        removed = self._store.delete_job_sets(ids)
+        self._forget(removed)
+        return removed
+
+    def gc(self, older_than: float | datetime.timedelta) -> list[str]:
+        """Remove the job sets created more than ``older_than`` ago (seconds, or a
+        ``timedelta``), except those still running in this process, and rows left behind by
+        sets removed while a process still ran them; then free the space. Returns the ids
+        removed (``qjm gc --older-than 7d``)."""
+        if isinstance(older_than, datetime.timedelta):
+            older_than = older_than.total_seconds()
+        if not isinstance(older_than, (int, float)) or not older_than >= 0:
+            raise ValueError(f"older_than must be a duration of 0 s or more, not {older_than!r}")
+        with self._lock:
+            live = list(self._job_sets.values())
+        keep = [s.job_set_id() for s in live if _running_here(s)]
+        removed = self._store.delete_job_sets_created_before(
+            time.time() - float(older_than), keep=keep
+        )
+        self._forget(removed)
+        return removed
+
+    def _forget(self, job_set_ids: list[str]) -> None:
+        """Drop removed sets from this manager and stop their pools."""
+        for job_set_id in job_set_ids:
+            with self._lock:
+                live = self._job_sets.pop(job_set_id, None)
+            if live is not None:
+                live.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stop the thread pools of every job set of this manager."""

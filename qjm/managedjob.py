@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 
 from qiskit.providers import JobStatus, JobV1
+from qiskit.providers.jobstatus import JOB_FINAL_STATES
 
 from qjm.kinds import normalize_status
 from qjm.outcome import JobOutcome
@@ -27,6 +29,11 @@ class ManagedJob:
         job_id: the backend's job id, once known.
         submit_error: why submission failed, if it did.
         outcome: the kept final state and result, once fetched.
+        times: wall-clock times (``time.time()``) of the job's current attempt: ``submitted``
+            (the backend returned the job), ``running`` (first seen RUNNING, if ever),
+            ``finished`` (first seen in a final state), ``kept`` (its outcome committed). Kept
+            in the store with the job's row (at submission and when kept, never per poll).
+        seen_status: the last status a look at the job found (None before any look).
     """
 
     def __init__(self, spec: JobSpec):
@@ -57,6 +64,18 @@ class ManagedJob:
         self.retry_at = 0.0  # monotonic time before which a failed fetch is not tried again
         # what happened to each attempt: (time, job id, None or what went wrong)
         self.history: list[tuple[float, str | None, str | None]] = []
+        # when the current attempt was submitted, first seen running, seen final, kept
+        self.times: dict[str, float] = {}
+        self.seen_status: JobStatus | None = None
+
+    def saw(self, status: JobStatus) -> None:
+        """Note a status a look found: the first time RUNNING and the first time final (in
+        memory; the times reach the store with the job's row)."""
+        self.seen_status = status
+        if status == JobStatus.RUNNING:
+            self.times.setdefault("running", time.time())
+        elif status in JOB_FINAL_STATES:
+            self.times.setdefault("finished", time.time())
 
     @property
     def experiments(self) -> range:
@@ -72,9 +91,11 @@ class ManagedJob:
         if self.job is None:
             return self.stored_status
         try:
-            return normalize_status(self.job.status())
+            status = normalize_status(self.job.status())
         except Exception:  # noqa: BLE001 - a status query that fails says nothing final
             return None
+        self.saw(status)
+        return status
 
     def error_message(self) -> str | None:
         """Why this job failed, or None."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import threading
 import time
@@ -19,9 +20,11 @@ from qjm.outcome import JobOutcome
 from qjm.plan import Plan
 from qjm.pool import DaemonPool
 from qjm.retry import DEFAULT_RETRY, RetryPolicy
-from qjm.runoptions import logger
 from qjm.store import SUBMITTING, Store, StoreError
+from qjm.summary import CANCELLED, DONE, FAILED, NOT_SUBMITTED, PARTIAL, job_state
 from qjm.validation import check_timeout
+
+logger = logging.getLogger(__name__)
 
 # What one fetch task found.
 _FINAL = "final"  # the outcome is kept
@@ -84,6 +87,8 @@ class ManagedJobSet:
         self._journal_ready = threading.Event()  # what the jobs run is in the store
         self._journal_ready.set()
         self._journal_error: BaseException | None = None
+        self._transpiler: Any = None  # qjm.transpiling.Transpiler, with run(transpile=...)
+        self._transpiled: dict[int, Any] = {}  # job index: its circuits' future, then them
         self._max_active = max_active_jobs
         self._waiting: collections.deque[ManagedJob] = collections.deque()  # for a free slot
         self._slots_lock = threading.Lock()
@@ -163,6 +168,9 @@ class ManagedJobSet:
         for idx, history in self._store.attempts(self._id).items():
             if isinstance(idx, int) and 0 <= idx < len(self._managed):
                 self._managed[idx].history = history
+        for idx, times in self._store.job_times(self._id).items():
+            if isinstance(idx, int) and 0 <= idx < len(self._managed):
+                self._managed[idx].times = times
         for mj in self._managed:
             if mj.job_id is None and mj.submit_error is None:
                 mj.never_started = True
@@ -242,6 +250,21 @@ class ManagedJobSet:
             f"experiments={self._plan.n_experiments})"
         )
 
+    def _repr_html_(self) -> str:
+        """The notebook view (:mod:`qjm.notebook`): from what is known, no backend call."""
+        from qjm.notebook import job_set_html
+
+        return job_set_html(self)
+
+    def plot_timeline(self, path: Any = None) -> Any:
+        """A timeline of the jobs (:func:`qjm.plots.timeline`): one bar per job from submission
+        through queue and run to its result kept, coloured by outcome, retries and failures
+        marked; saved to ``path`` when given. Returns the matplotlib Figure (``qjm[plot]``)."""
+        from qjm.plots import timeline
+
+        self._ensure_loaded()
+        return timeline(self, path)
+
     # -- the pool -----------------------------------------------------------------------------
 
     def _pool(self) -> DaemonPool:
@@ -275,6 +298,8 @@ class ManagedJobSet:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+        if self._transpiler is not None:
+            self._transpiler.shutdown()
         self._mark_unsubmitted("the job set was shut down before this job was submitted")
 
     def _mark_unsubmitted(self, why: str) -> None:
@@ -292,7 +317,12 @@ class ManagedJobSet:
         before that is done."""
         self._work = circuits
         self._run_options = run_options
-        if self._store.path != ":memory:" and self._kind().work_bytes([]) is not None:
+        if self._transpiler is not None:
+            # every job's circuits go to the transpiling processes now, in job order; each job
+            # is journaled (its transpiled circuits) and submitted as soon as its own are done
+            for mj in self._managed:
+                self._transpiled[mj.index] = self._transpiler.submit(self._items_of(mj))
+        elif self._store.path != ":memory:" and self._kind().work_bytes([]) is not None:
             self._journal_ready.clear()
             self._pool().submit(self._write_journal)
         first = self._managed if self._max_active is None else self._managed[: self._max_active]
@@ -349,6 +379,10 @@ class ManagedJobSet:
         finally:
             self._journal_ready.set()
 
+    def _who(self, mj: ManagedJob) -> str:
+        """A job, as the log names it: its set's id (first 8 characters), index and items."""
+        return f"job set {self._id[:8]} job {mj.index} ({self._items(mj)})"
+
     def _tag(self, mj: ManagedJob) -> str:
         """The tag a job carries on backends that list jobs by tag: its set id and index."""
         return f"qjm-{self._id}-{mj.index}"
@@ -363,9 +397,20 @@ class ManagedJobSet:
         else:
             self._submit_futures.append(future)
 
-    def _submit_one(self, mj: ManagedJob, circuits: list, options: dict[str, Any]) -> None:
+    def _submit_one(self, mj: ManagedJob, circuits: Any, options: dict[str, Any]) -> None:
         attempt = 0
         try:
+            if isinstance(circuits, Future):  # transpiled on the way in
+                try:
+                    circuits = self._transpiler.result(circuits)
+                except Exception as exc:
+                    raise JobManagerInvalidStateError(
+                        f"not submitted: transpiling its circuits failed: {_describe(exc)}"
+                    ) from exc
+                self._transpiled[mj.index] = circuits
+                kind = self._kind()
+                if self._store.path != ":memory:" and kind.work_bytes([]) is not None:
+                    self._store.record_work(self._id, [(mj.index, kind.work_bytes(circuits))])
             # the journal: what the job runs, then that it is being submitted, before it is
             self._journal_ready.wait()
             if self._journal_error is not None:
@@ -386,6 +431,9 @@ class ManagedJobSet:
                         attempt -= 1
                         wait_s = min(max(float(retry_after), 0.01), 60.0)
                         mj.submit_waiting = f"backend busy, retrying after {wait_s:g} s"
+                        logger.info(
+                            "%s: backend busy, submitting again in %.3g s", self._who(mj), wait_s
+                        )
                     elif attempt < self._retry.max_attempts and self._retry.retries(
                         exc, submitting=True
                     ):
@@ -395,6 +443,13 @@ class ManagedJobSet:
                             f"retrying in {wait_s:.2g} s"
                         )
                         self._note(mj, None, f"submit: {_describe(exc)}")
+                        logger.warning(
+                            "%s: submission attempt %d failed (%s); retrying in %.2g s",
+                            self._who(mj),
+                            attempt,
+                            _describe(exc),
+                            wait_s,
+                        )
                     else:
                         raise
                     if self._stop_submitting.wait(wait_s):
@@ -402,15 +457,25 @@ class ManagedJobSet:
                             "not submitted: the job set was cancelled or shut down while "
                             f"waiting to submit again ({_describe(exc)})"
                         ) from exc
+            mj.times = {"submitted": time.time()}  # this attempt's timings start here
             mj.submit_waiting = None
             self._hold(mj, job)
             mj.job_id = str(job.job_id())
             self._note(mj, mj.job_id, None)
+            logger.info(
+                "%s submitted: job id %s, %d %s",
+                self._who(mj),
+                mj.job_id,
+                len(circuits),
+                "circuits" if self._layout is None else "PUBs",
+            )
         except Exception as exc:  # noqa: BLE001 - one failed submission must not stop the others
             mj.job = None
+            mj.times = {}  # no attempt running (an earlier one's timings are in its history)
             mj.submit_waiting = None
             mj.submit_error = _describe(exc)
             self._note(mj, None, f"submit: {_describe(exc)}")
+            logger.warning("%s not submitted: %s", self._who(mj), mj.submit_error)
         finally:
             try:
                 self._store_job(mj)
@@ -466,6 +531,9 @@ class ManagedJobSet:
         Raises:
             JobManagerInvalidStateError: neither has it.
         """
+        transpiled = self._transpiled.get(mj.index)
+        if transpiled is not None:
+            return transpiled  # a list, or the future of one (transpiled on the way in)
         if self._work is not None:
             return self._work[mj.start_index : mj.end_index + 1]
         blob = self._store.job_work(self._id, mj.index)
@@ -495,7 +563,7 @@ class ManagedJobSet:
 
     def _store_job(self, mj: ManagedJob) -> None:
         status = mj.outcome.status.name if mj.outcome is not None else None
-        self._store.set_job(self._id, mj.index, mj.job_id, status, mj.submit_error)
+        self._store.set_job(self._id, mj.index, mj.job_id, status, mj.submit_error, mj.times)
 
     def _wait_submitted(self, deadline: float) -> None:
         for mj in self._managed:
@@ -664,6 +732,8 @@ class ManagedJobSet:
     def cancel(self) -> None:
         """Cancel every job that has not finished, and every submission not yet started."""
         self._stop_submitting.set()
+        if self._transpiler is not None:
+            self._transpiler.shutdown()
         for future in self._submit_futures:
             future.cancel()
         self._mark_unsubmitted("cancelled before it was submitted")
@@ -695,12 +765,25 @@ class ManagedJobSet:
         return "\n".join(lines) if lines else None
 
     def report(self, detailed: bool = True) -> str:
-        """A report of the job set: counts of jobs by status; with ``detailed``, every job."""
+        """A report of the job set: counts of jobs by state; with ``detailed``, every job.
+
+        A job is successful only when every one of its experiments succeeded (judged by its
+        kept result once fetched, by its status before). "Partially failed" jobs, whose result
+        holds some successful experiments (``results(partial=True)`` gives them), are counted
+        among the failed jobs too. Jobs that never started (a set retrieved after its process
+        ended) are listed as not submitted.
+        """
         self._ensure_loaded()
         statuses = self.statuses()
         n = len(statuses)
         count = {s: sum(1 for x in statuses if x == s) for s in JobStatus}
-        failed = count[JobStatus.ERROR] + sum(1 for x in statuses if x is None)
+        states = [
+            job_state(status, mj.outcome, submitted=not mj.never_started)
+            for mj, status in zip(self._managed, statuses)
+        ]
+        partial = states.count(PARTIAL)
+        failed = states.count(FAILED) + partial
+        not_submitted = states.count(NOT_SUBMITTED)
         pending = (
             count[JobStatus.INITIALIZING] + count[JobStatus.VALIDATING] + count[JobStatus.QUEUED]
         )
@@ -717,13 +800,17 @@ class ManagedJobSet:
             )
             + (f" in {self._plan.n_parts} shot parts" if self._plan.n_parts > 1 else ""),
             "Summary report:",
-            f"       Total jobs: {n}",
-            f"  Successful jobs: {count[JobStatus.DONE]}",
-            f"      Failed jobs: {failed}",
-            f"   Cancelled jobs: {count[JobStatus.CANCELLED]}",
-            f"     Running jobs: {count[JobStatus.RUNNING]}",
-            f"     Pending jobs: {pending}",
+            f"             Total jobs: {n}",
+            f"        Successful jobs: {states.count(DONE)}",
+            f"            Failed jobs: {failed}",
+            f"  Partially failed jobs: {partial}"
+            + (" (among the failed; their other experiments have data)" if partial else ""),
+            f"         Cancelled jobs: {states.count(CANCELLED)}",
+            f"           Running jobs: {count[JobStatus.RUNNING]}",
+            f"           Pending jobs: {pending}",
         ]
+        if not_submitted:
+            lines.append(f"     Not submitted jobs: {not_submitted} (resume() submits them)")
         lines.append(f"  retry policy: {self._retry.describe()}")
         if self._unstored_options:
             lines.append(
@@ -918,8 +1005,10 @@ class ManagedJobSet:
             return _NOT_READY
         finally:
             mj.status_seconds = time.monotonic() - started
+        mj.saw(status)  # first seen running / final (in memory; stored with the job's row)
         if status not in JOB_FINAL_STATES:
             return _NOT_READY
+        started = time.monotonic()
         try:
             record = self._kind().fetch(job, status)
             outcome = JobOutcome(status, record)
@@ -934,10 +1023,25 @@ class ManagedJobSet:
                     # fetched again at a later poll, within the caller's deadline
                     self._note(mj, mj.job_id, f"fetch: {_describe(exc)}")
                     mj.retry_at = time.monotonic() + self._retry.delay(mj.fetch_attempts)
+                    logger.warning(
+                        "%s: fetching its result failed (attempt %d: %s); trying again in %.2g s",
+                        self._who(mj),
+                        mj.fetch_attempts,
+                        _describe(exc),
+                        mj.retry_at - time.monotonic(),
+                    )
                     return _NOT_READY
+                logger.warning(
+                    "%s: its result could not be fetched: %s", self._who(mj), _describe(exc)
+                )
                 return _FAILED
             outcome = JobOutcome(status, None, _describe(exc))
         self._keep(mj, outcome)
+        logger.info(
+            "%s fetched: %s in %.3f s", self._who(mj), status.name, time.monotonic() - started
+        )
+        if not outcome.ok:
+            logger.warning("%s did not succeed: %s", self._who(mj), mj.error_message())
         return _FINAL
 
     def _hold(self, mj: ManagedJob, job: Any) -> None:
@@ -989,6 +1093,7 @@ class ManagedJobSet:
         else:
             if hold:
                 self._release(mj)
+        mj.times.setdefault("kept", time.time())
         mj.outcome = outcome
         mj.fetch_error = None
         try:

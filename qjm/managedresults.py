@@ -435,3 +435,17 @@ class ManagedResults:
             f"ManagedResults(job_set_id={self.job_set_id!r}, backend_name={self.backend_name!r}, "
             f"experiments={len(self)}, success={self.success})"
         )
+
+    def _repr_html_(self) -> str:
+        """The notebook view (:mod:`qjm.notebook`)."""
+        from qjm.notebook import results_html
+
+        return results_html(self)
+
+    def plot_histogram(self, experiment: Any, **kwargs: Any) -> Any:
+        """qiskit's ``plot_histogram`` of ``get_counts(experiment)`` (a list of experiments:
+        compared, with a legend); ``path=`` or ``filename=`` saves it, other keywords go to
+        qiskit. Returns the matplotlib Figure (needs ``qjm[plot]``)."""
+        from qjm.plots import results_histogram
+
+        return results_histogram(self, experiment, **kwargs)

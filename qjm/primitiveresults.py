@@ -189,6 +189,20 @@ class ManagedPrimitiveResults:
             f"backend_name={self.backend_name!r}, pubs={len(self)}, success={self.success})"
         )
 
+    def _repr_html_(self) -> str:
+        """The notebook view (:mod:`qjm.notebook`)."""
+        from qjm.notebook import primitive_results_html
+
+        return primitive_results_html(self)
+
+    def plot_histogram(self, pub: Any, register: str | None = None, **kwargs: Any) -> Any:
+        """qiskit's ``plot_histogram`` of a sampler PUB's counts (``get_counts(pub, register)``,
+        over every shot and parameter set); ``path=`` or ``filename=`` saves it, other keywords
+        go to qiskit. Returns the matplotlib Figure (needs ``qjm[plot]``)."""
+        from qjm.plots import pub_histogram
+
+        return pub_histogram(self, pub, register=register, **kwargs)
+
 
 def _histogram(array: np.ndarray, num_bits: int) -> tuple[np.ndarray, np.ndarray]:
     counter = getattr(kernels, "bitarray_counts", None)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-logger = logging.getLogger("qjm")
+logger = logging.getLogger(__name__)
 
 # Aer 0.18 seeds experiment i of a job with seed_simulator + 2113 * i (measured; the seed tests
 # compare a split run with the unsplit one, so a change in Aer shows there).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import pickle
 import sqlite3
@@ -29,12 +30,25 @@ from typing import Any
 from qjm.exceptions import JobManagerError
 from qjm.outcome import JobOutcome
 
+logger = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 3
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_QJM_TABLES = {"job_sets", "jobs", "results", "qjm_meta", "job_work", "attempts", "unconfirmed"}
+_QJM_TABLES = {
+    "job_sets",
+    "jobs",
+    "results",
+    "qjm_meta",
+    "job_work",
+    "attempts",
+    "unconfirmed",
+    "job_times",
+}
 # a job's status in the journal while it is being submitted (its intent is recorded, its job id
 # not yet): a set retrieved with this status left over ended while submitting
 SUBMITTING = "SUBMITTING"
+# a job's timings, the columns of table job_times (ManagedJob.times)
+_TIMES = ("submitted", "running", "finished", "kept")
 
 
 class StoreError(JobManagerError):
@@ -79,6 +93,15 @@ CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_set_id, idx);
 CREATE TABLE IF NOT EXISTS unconfirmed (
     job_set_id TEXT NOT NULL,
     idx INTEGER NOT NULL,
+    PRIMARY KEY (job_set_id, idx)
+);
+CREATE TABLE IF NOT EXISTS job_times (
+    job_set_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    submitted REAL,
+    running REAL,
+    finished REAL,
+    kept REAL,
     PRIMARY KEY (job_set_id, idx)
 );
 """
@@ -132,6 +155,10 @@ class Store:
             )
             with self._lock:
                 self._conn.execute("PRAGMA busy_timeout=60000")
+                if version is None:
+                    # a new file: pages freed by deleting job sets can be given back to the
+                    # file system (compact()); settable only before the first table exists
+                    self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 if legacy is not None:
@@ -143,7 +170,7 @@ class Store:
 
     def _set_version(self) -> None:
         # schema 2 to 3 only adds tables (the attempt history; results kept but not yet
-        # confirmed to a backend that serves them once), made by the script above
+        # confirmed to a backend that serves them once; job timings), made by the script above
         self._conn.execute(
             "INSERT OR IGNORE INTO qjm_meta VALUES ('application', 'qjm'), ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
@@ -259,13 +286,42 @@ class Store:
     # -- jobs -----------------------------------------------------------------------------------
 
     def set_job(
-        self, job_set_id: str, idx: int, job_id: str | None, status: str | None, error: str | None
+        self,
+        job_set_id: str,
+        idx: int,
+        job_id: str | None,
+        status: str | None,
+        error: str | None,
+        times: dict[str, float] | None = None,
     ) -> None:
-        self._write(
-            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO UPDATE SET "
-            "job_id = excluded.job_id, status = excluded.status, error = excluded.error",
-            (job_set_id, idx, job_id, status, error),
+        """A job's row; with ``times`` (``ManagedJob.times``), its timings in the same
+        transaction."""
+        statements: list[tuple[str, Any]] = [
+            (
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO UPDATE "
+                "SET job_id = excluded.job_id, status = excluded.status, error = excluded.error",
+                (job_set_id, idx, job_id, status, error),
+            )
+        ]
+        if times is not None:
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO job_times VALUES (?, ?, ?, ?, ?, ?)",
+                    (job_set_id, idx, *(times.get(k) for k in _TIMES)),
+                )
+            )
+        self._write_all(statements)
+
+    def job_times(self, job_set_id: str) -> dict[int, dict[str, float]]:
+        """Every job's timings (``ManagedJob.times``): only the times that were recorded."""
+        rows = self._read(
+            "SELECT idx, submitted, running, finished, kept FROM job_times WHERE job_set_id = ?",
+            (job_set_id,),
         )
+        return {
+            r[0]: {k: float(v) for k, v in zip(_TIMES, r[1:]) if isinstance(v, (int, float))}
+            for r in rows
+        }
 
     def record_intent(self, job_set_id: str, idx: int) -> None:
         """The journal's entry right before a job is submitted: status SUBMITTING, no job id
@@ -391,6 +447,216 @@ class Store:
                 continue
             out[idx] = JobOutcome(JobStatus[status], record, error)
         return out
+
+    # -- housekeeping: listing, deleting, freeing space -------------------------------------------
+
+    def job_set_overview(self, name: str | None = None) -> list[dict]:
+        """What ``qjm list`` shows, read without decoding any result: for every job set (oldest
+        first; with ``name``, those of that name) its ``id``, ``name``, ``tags``,
+        ``backend_name``, ``created``, ``n_jobs``, ``jobs`` ({idx: (job_id, status, error)}) and
+        ``results`` ({idx: (status, JSON header of the kept record or None)}).
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        from qjm.summary import record_header
+
+        where, args = ("", ()) if name is None else (" WHERE name = ?", (name,))
+        chosen = f"SELECT id FROM job_sets{where}"
+        try:
+            sets = self._read(
+                "SELECT id, name, tags, backend_name, created, plan FROM job_sets"
+                f"{where} ORDER BY created, rowid",
+                args,
+            )
+            jobs = self._read(
+                "SELECT job_set_id, idx, job_id, status, error FROM jobs "
+                f"WHERE job_set_id IN ({chosen})",
+                args,
+            )
+            # the first bytes of each record hold its JSON header (qjm.wire); arrays not read
+            results = self._read(
+                "SELECT job_set_id, idx, status, substr(record, 1, ?) FROM results "
+                f"WHERE job_set_id IN ({chosen})",
+                (_HEADER_PREFIX, *args),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read the store {self.path}: {exc}") from exc
+        out: dict[str, dict] = {}
+        for job_set_id, set_name, tags, backend_name, created, plan in sets:
+            try:
+                n_jobs = len(json.loads(plan)["jobs"])
+            except (ValueError, KeyError, TypeError):
+                n_jobs = 0
+            out[job_set_id] = {
+                "id": job_set_id,
+                "name": set_name,
+                "tags": json.loads(tags),
+                "backend_name": backend_name,
+                "created": created,
+                "n_jobs": n_jobs,
+                "jobs": {},
+                "results": {},
+            }
+        for job_set_id, idx, job_id, status, error in jobs:
+            if job_set_id in out:
+                out[job_set_id]["jobs"][idx] = (job_id, status, error)
+        for job_set_id, idx, status, prefix in results:
+            if job_set_id not in out:
+                continue
+            header = None
+            if prefix is not None:
+                header, needed = record_header(prefix)
+                if header is None and needed:  # a header longer than the prefix read
+                    rows = self._read(
+                        "SELECT substr(record, 1, ?) FROM results WHERE job_set_id = ? AND idx = ?",
+                        (needed, job_set_id, idx),
+                    )
+                    header = record_header(rows[0][0])[0] if rows and rows[0][0] else None
+            out[job_set_id]["results"][idx] = (status, header)
+        return list(out.values())
+
+    def _per_set_tables(self) -> list[str]:
+        """Every table holding rows of job sets (a ``job_set_id`` column), read from the file
+        itself so that no table of the schema is forgotten. Call with the lock held."""
+        tables = [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            )
+        ]
+        return [
+            t
+            for t in tables
+            if any(c[1] == "job_set_id" for c in self._conn.execute(f'PRAGMA table_info("{t}")'))
+        ]
+
+    def delete_job_sets(self, job_set_ids: Iterable[str], compact: bool = True) -> list[str]:
+        """Remove job sets and every row of theirs (jobs, kept results, the journal's work,
+        attempts, timings... every table with a ``job_set_id`` column) in one transaction: all
+        of them or, when any id is unknown, none. Then, with ``compact``, give the freed space
+        back to the file system (:meth:`compact`). Returns the ids removed.
+
+        Raises:
+            JobManagerUnknownJobSet: an id is not in the store (nothing was removed).
+            StoreError: the store cannot be written.
+        """
+        ids = list(dict.fromkeys(str(i) for i in job_set_ids))
+
+        def chosen() -> list[str]:
+            known = set()
+            for start in range(0, len(ids), _BATCH):
+                batch = ids[start : start + _BATCH]
+                marks = ",".join("?" * len(batch))
+                known.update(
+                    r[0]
+                    for r in self._conn.execute(
+                        f"SELECT id FROM job_sets WHERE id IN ({marks})", batch
+                    )
+                )
+            unknown = [i for i in ids if i not in known]
+            if unknown:
+                from qjm.exceptions import JobManagerUnknownJobSet
+
+                raise JobManagerUnknownJobSet(
+                    f"no job set with id {', '.join(map(repr, unknown[:5]))}"
+                    + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+                    + f" in the store {self.path}; nothing was deleted"
+                )
+            return ids
+
+        removed = self._delete(chosen, orphans=False)
+        if compact and removed:
+            self.compact()
+        return removed
+
+    def delete_job_sets_created_before(
+        self, cutoff: float, keep: Iterable[str] = (), compact: bool = True
+    ) -> list[str]:
+        """Remove the job sets created before ``cutoff`` (a ``time.time()``) but those in
+        ``keep``, every row of theirs, and rows left behind by sets already removed (a process
+        still running a set when it was removed writes on), in one transaction; then, with
+        ``compact``, free the space. Returns the ids removed."""
+        kept = set(keep)
+
+        def chosen() -> list[str]:
+            return [
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT id FROM job_sets WHERE created < ? ORDER BY created, rowid",
+                    (float(cutoff),),
+                )
+                if r[0] not in kept
+            ]
+
+        removed = self._delete(chosen, orphans=True)
+        if compact:
+            self.compact()
+        return removed
+
+    def _delete(self, chosen: Any, orphans: bool) -> list[str]:
+        """Delete the sets ``chosen()`` names (called inside the transaction)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = chosen()
+                    tables = self._per_set_tables()
+                    for start in range(0, len(ids), _BATCH):
+                        batch = ids[start : start + _BATCH]
+                        marks = ",".join("?" * len(batch))
+                        self._conn.execute(f"DELETE FROM job_sets WHERE id IN ({marks})", batch)
+                        for table in tables:
+                            self._conn.execute(
+                                f'DELETE FROM "{table}" WHERE job_set_id IN ({marks})', batch
+                            )
+                    if orphans:
+                        for table in tables:
+                            self._conn.execute(
+                                f'DELETE FROM "{table}" WHERE job_set_id NOT IN '
+                                "(SELECT id FROM job_sets)"
+                            )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not delete from the store {self.path}: {exc}") from exc
+        return ids
+
+    def compact(self) -> None:
+        """Give the pages freed by deletions back to the file system. A store created by this
+        qjm (``auto_vacuum=INCREMENTAL``) does it at once (``PRAGMA incremental_vacuum``); an
+        older file is rewritten with ``VACUUM`` (and made incremental from then on) when the
+        free pages reach 16 MiB or a quarter of the file, since that rewrite costs time and
+        briefly twice the space. A failure here loses nothing (the deletion is committed) and
+        is logged."""
+        if self.path == ":memory:":
+            return
+        with self._lock:
+            try:
+                mode = self._conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+                if mode == 2:  # incremental; executescript steps it to the end (execute()
+                    # would free one page)
+                    self._conn.executescript("PRAGMA incremental_vacuum;")
+                elif mode == 0:
+                    page = self._conn.execute("PRAGMA page_size").fetchone()[0]
+                    free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+                    pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+                    if free and (free * page >= _VACUUM_BYTES or 4 * free >= pages):
+                        self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                        self._conn.execute("VACUUM")
+                # the write-ahead log into the file, and the file cut to its pages
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                logger.warning("the store %s was not compacted: %s", self.path, exc)
+
+
+# the first bytes of a record read to find its header (job_set_overview); longer ones read again
+_HEADER_PREFIX = 16384
+_BATCH = 500  # ids per statement (SQLite's variable limit is 999 in old builds)
+_VACUUM_BYTES = 16 << 20
 
 
 def _job_set_row(row: tuple) -> dict:

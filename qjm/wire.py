@@ -561,8 +561,11 @@ def load_circuits(text: str) -> list:
     return decode_circuits(text)[0]
 
 
-def decode_circuits(text: str) -> tuple[list, bytes]:
+def decode_circuits(text: str, check: Any = None) -> tuple[list, bytes]:
     """Circuits from the base64 text of a QPY file, and the QPY bytes.
+
+    ``check(raw)``, when given, is called with the QPY bytes after the magic and version checks
+    and before ``qpy.load`` (``qjm serve`` walks the headers there); what it raises propagates.
 
     Raises:
         WireError: not base64, or not a QPY file of circuits this qiskit reads.
@@ -583,6 +586,8 @@ def decode_circuits(text: str) -> tuple[list, bytes]:
             f"'circuits' is QPY version {raw[6]}; this service reads QPY up to version "
             f"{qpy.QPY_VERSION} (dump with qpy.dump(..., version={qpy.QPY_VERSION}))"
         )
+    if check is not None:
+        check(raw)
     try:
         circuits = qpy.load(io.BytesIO(raw))
     except (KeyboardInterrupt, SystemExit):

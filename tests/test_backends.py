@@ -1,4 +1,5 @@
-"""Tests of the fault-injecting backends in tests/backends.py (qiskit only, no qjm)."""
+"""Tests of the fault-injecting backends of qjm.testing (re-exported by tests/backends.py; they
+use qiskit only, nothing else of qjm)."""
 
 from __future__ import annotations
 

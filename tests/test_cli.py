@@ -104,7 +104,7 @@ def test_list_lists_the_demo_set(demo_run):
     assert listed.returncode == 0, listed.stderr
     lines = [line for line in listed.stdout.splitlines() if line.startswith(set_id)]
     assert len(lines) == 1, listed.stdout
-    assert "3/3 jobs done" in lines[0]
+    assert "done 3/3" in lines[0]
     assert "demo" in lines[0]
     assert qjm_cli(env, "list", "--name", "demo", store=store).stdout.startswith(set_id)
     other = qjm_cli(env, "list", "--name", "no-such-name", store=store)

@@ -3,57 +3,14 @@ resubmitted on request."""
 
 from __future__ import annotations
 
-import random
-import threading
-
 import pytest
-from backends import WrappedBackend
 from qiskit_aer import AerSimulator
 
 import qjm
 from qjm.retry import RetryPolicy, is_transient, never_sent
+from qjm.testing import FlakyBackend, JobLimitBackend
 
 FAST = RetryPolicy(max_attempts=12, initial_delay=0.005, max_delay=0.05)
-
-
-class FlakyBackend(WrappedBackend):
-    """A real backend whose submissions and result transfers fail now and then, as a network
-    does: ``run`` is refused (``ConnectionRefusedError``: nothing reached the backend) and
-    ``result()`` drops the connection (``ConnectionError``), each with probability ``rate``."""
-
-    kind = "flaky"
-
-    def __init__(self, rate: float, seed: int = 0, submit_error=ConnectionRefusedError, **kw):
-        super().__init__(**kw)
-        self.rate = rate
-        self.rng = random.Random(seed)
-        self.rng_lock = threading.Lock()
-        self.submit_error = submit_error
-        self.refusals = 0
-        self.dropped = 0
-
-    def _roll(self) -> bool:
-        with self.rng_lock:
-            return self.rng.random() < self.rate
-
-    def _check_submit(self, circuits, names):
-        if self._roll():
-            self.refusals += 1
-            raise self.submit_error("connection refused by the flaky network")
-
-    def _make_job(self, inner_job, names):
-        backend = self
-        job = super()._make_job(inner_job, names)
-        plain = job.result
-
-        def result(*args, **kwargs):
-            if backend._roll():
-                backend.dropped += 1
-                raise ConnectionError("connection dropped while reading the result")
-            return plain(*args, **kwargs)
-
-        job.result = result
-        return job
 
 
 def test_thirty_percent_transient_errors_complete_with_nothing_run_twice(make_circuits):
@@ -154,47 +111,8 @@ def test_classification_of_errors():
     assert all(0 <= policy.delay(n) <= min(4, 2 ** (n - 1)) for n in range(1, 12))
 
 
-class CountingSlowBackend(WrappedBackend):
-    """Jobs take ``delay`` seconds; the backend records the most unfinished jobs it held at once
-    and refuses (a job-limit error) beyond ``limit``."""
-
-    kind = "counting"
-
-    def __init__(self, delay: float, limit: int, **kw):
-        super().__init__(**kw)
-        self.delay, self.limit = delay, limit
-        self.ends: list[float] = []
-        self.most = 0
-
-    def _check_submit(self, circuits, names):
-        import time as _time
-
-        now = _time.monotonic()
-        with self._lock:
-            active = sum(1 for end in self.ends if end > now)
-            if active >= self.limit:
-                raise RuntimeError(f"too many jobs pending ({active}), try again later")
-            self.ends.append(now + self.delay)
-            self.most = max(self.most, active + 1)
-
-    def _make_job(self, inner_job, names):
-        import time as _time
-
-        job = super()._make_job(inner_job, names)
-        end = self.ends[-1]
-        plain = job.status
-
-        def status():
-            from qiskit.providers import JobStatus
-
-            return JobStatus.RUNNING if _time.monotonic() < end else plain()
-
-        job.status = status
-        return job
-
-
 def test_max_active_jobs_keeps_the_backend_under_its_limit(make_circuits):
-    backend = CountingSlowBackend(delay=0.15, limit=3, inner=AerSimulator())
+    backend = JobLimitBackend(limit=3, delay=0.15, inner=AerSimulator())
     job_set = qjm.JobManager(store=":memory:").run(
         make_circuits(30),
         backend=backend,
@@ -219,7 +137,7 @@ def test_max_active_jobs_keeps_the_backend_under_its_limit(make_circuits):
 
 
 def test_without_max_active_jobs_the_limit_refuses_and_retries_wait(make_circuits):
-    backend = CountingSlowBackend(delay=0.1, limit=3, inner=AerSimulator())
+    backend = JobLimitBackend(limit=3, delay=0.1, inner=AerSimulator())
     job_set = qjm.JobManager(store=":memory:").run(
         make_circuits(20),
         backend=backend,

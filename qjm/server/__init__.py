@@ -101,6 +101,37 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="shots per experiment (default 100000)",
     )
     p.add_argument(
+        "--max-clbits",
+        type=_positive_int,
+        default=4096,
+        help="classical bits per circuit (default 4096; qubits are bounded by the backend's)",
+    )
+    p.add_argument(
+        "--max-instructions",
+        type=_positive_int,
+        default=1_000_000,
+        help="instructions per circuit (default 1000000)",
+    )
+    p.add_argument(
+        "--parse-workers",
+        type=_positive_int,
+        default=2,
+        help="processes that read submitted jobs (JSON and QPY) apart from the one answering "
+        "HTTP, under memory and CPU limits (default 2)",
+    )
+    p.add_argument(
+        "--parse-memory-mb",
+        type=_positive_int,
+        default=1024,
+        help="memory a reading process may take on top of its own (RLIMIT_AS; default 1024)",
+    )
+    p.add_argument(
+        "--parse-timeout",
+        type=_positive_float,
+        default=20.0,
+        help="seconds (wall and CPU) to read one submitted job before it is refused (default 20)",
+    )
+    p.add_argument(
         "--max-payload-bytes",
         type=_positive_int,
         default=32 * 1024 * 1024,
@@ -111,6 +142,31 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=32,
         help="jobs QUEUED or RUNNING per user before 429 (default 32)",
+    )
+    p.add_argument(
+        "--header-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request's line and headers must arrive within this time (from the connection's "
+        "opening, or from the first byte of a later request on a kept-alive connection); else "
+        "408 and the connection is closed (default 10)",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a request's body must arrive within this time after its headers, in all (not an "
+        "idle time); else 408 and the connection is closed (default 60)",
+    )
+    p.add_argument(
+        "--max-requests-per-token",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="requests in progress at once per bearer token; one more answers 429 with "
+        "Retry-After (default 64)",
     )
     p.add_argument(
         "--job-delay-ms",
@@ -166,8 +222,16 @@ def config_from_args(args: argparse.Namespace) -> Any:
         latency_ms=args.latency_ms,
         max_circuits=args.max_circuits,
         max_shots=args.max_shots,
+        max_clbits=args.max_clbits,
+        max_instructions=args.max_instructions,
+        parse_workers=args.parse_workers,
+        parse_memory_mb=args.parse_memory_mb,
+        parse_timeout=args.parse_timeout,
         max_payload_bytes=args.max_payload_bytes,
         max_pending=args.max_pending,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_requests_per_token=args.max_requests_per_token,
         job_delay_ms=args.job_delay_ms,
         max_attempts=args.max_attempts,
         log_level=args.log_level,
@@ -210,9 +274,12 @@ def _run(args: argparse.Namespace) -> int:
             if isinstance(captured, list):
                 captured.clear()
 
+    from qjm.server.limits import bounded_h11_protocol
+
     server = Server(
         uvicorn.Config(
             app,
+            http=bounded_h11_protocol(config.header_timeout, config.body_timeout),
             host=config.host,
             port=config.port,
             log_level=config.log_level,

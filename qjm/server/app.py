@@ -8,11 +8,13 @@ jobs (another user's job id answers 404, exactly like an unknown id). Every erro
 import asyncio
 import gzip
 import hashlib
+import hmac
 import json
 import logging
 import math
 import os
 import re
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,8 +26,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from qjm import wire
+from qjm.server import sandbox
 from qjm.server.jobstore import (
     FINAL,
     Gone,
@@ -35,6 +39,7 @@ from qjm.server.jobstore import (
     NotReady,
     TooManyPending,
 )
+from qjm.server.limits import TokenConcurrencyLimit
 from qjm.server.runner import Runner, make_backend
 
 log = logging.getLogger("qjm.server")
@@ -83,8 +88,16 @@ class ServerConfig:
     latency_ms: float = 0.0
     max_circuits: int = 1000
     max_shots: int = 100_000
+    max_clbits: int = 4096
+    max_instructions: int = 1_000_000
+    parse_workers: int = 2
+    parse_memory_mb: int = 1024
+    parse_timeout: float = 20.0
     max_payload_bytes: int = 32 * 1024 * 1024
     max_pending: int = 32
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_requests_per_token: int = 64
     job_delay_ms: float = 0.0
     max_attempts: int = 3
     log_level: str = "info"
@@ -95,50 +108,146 @@ class ServerConfig:
 # -- tokens ---------------------------------------------------------------------------------------
 
 
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def _parse_tokens(data: bytes, path: str) -> tuple[dict[bytes, str], list[str], set[bytes]]:
+    """The tokens file's bytes, checked as a whole: ``({sha256(token): user}`` of its
+    well-formed lines, what is wrong with the others (no token in a message), and the digests
+    of every word outside comments (to tell which tokens are still in the file)``)``."""
+    errors = []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        errors.append(f"{path}: not UTF-8 text (byte {exc.start})")
+        text = data.decode("utf-8", "surrogateescape")
+    table: dict[bytes, str] = {}
+    words: set[bytes] = set()
+    for n, line in enumerate(text.split("\n"), 1):
+        parts = line.split("#", 1)[0].split()
+        if not parts:
+            continue
+        words.update(_digest(word) for word in parts)
+        if len(parts) != 2:
+            errors.append(f"{path}:{n}: expected 'NAME TOKEN', got {len(parts)} words")
+            continue
+        name, token = parts
+        digest = _digest(token)
+        if digest in table:
+            errors.append(f"{path}:{n}: this token is already {table[digest]!r}'s")
+            continue
+        table[digest] = name
+    return table, errors, words
+
+
 def read_tokens(path: str) -> dict[str, str]:
-    """``{sha256(token): user}`` from a file of ``NAME TOKEN`` lines (blank lines and ``#``
-    comments allowed).
+    """``{sha256(token) in hex: user}`` from a file of ``NAME TOKEN`` lines (blank lines and
+    ``#`` comments allowed).
 
     Raises:
-        ValueError: a line that is not ``NAME TOKEN``, or a token given twice.
+        ValueError: a line that is not ``NAME TOKEN``, or a token given twice (every such line
+            is named).
     """
-    table: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            parts = line.split()
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{n}: expected 'NAME TOKEN', got {len(parts)} words")
-            name, token = parts
-            digest = hashlib.sha256(token.encode()).hexdigest()
-            if digest in table:
-                raise ValueError(f"{path}:{n}: this token is already {table[digest]!r}'s")
-            table[digest] = name
-    return table
+    with open(path, "rb") as f:
+        table, errors, _ = _parse_tokens(f.read(), path)
+    if errors:
+        raise ValueError("; ".join(errors))
+    return {digest.hex(): name for digest, name in table.items()}
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Tokens:
-    """The tokens file, read again whenever it changes (add a user without a restart)."""
+    """The tokens file, read again whenever it changes (add a user without a restart).
+
+    Each version of the file is checked as a whole. A version with a malformed line is not
+    applied (an error in the log, once, names the line): the last good file stays in force,
+    except that its tokens no longer anywhere in the file are revoked at once (an edit that
+    removes a token revokes it even when it also breaks a line). Only SHA-256 digests of the
+    tokens are kept, and a token is compared with every one of them in constant time."""
 
     def __init__(self, path: str):
         self.path = path
-        self._mtime = os.stat(path).st_mtime_ns
-        self._table = read_tokens(path)
+        self._lock = threading.Lock()
+        signature, data = self._read()
+        table, errors, _ = _parse_tokens(data, path)
+        if errors:
+            raise ValueError("; ".join(errors))
+        self._entries: tuple[tuple[bytes, str], ...] = tuple(table.items())
+        self._signature: tuple | None = signature
+        self._problem: str | None = None
+
+    def _read(self) -> tuple[tuple[int, ...], bytes]:
+        with open(self.path, "rb") as f:
+            signature = _signature(os.fstat(f.fileno()))
+            return signature, f.read()
 
     def users(self) -> list[str]:
-        return sorted(set(self._table.values()))
+        return sorted({name for _, name in self._entries})
+
+    def _report(self, problem: str) -> None:
+        if problem != self._problem:  # once per problem, not once per request
+            self._problem = problem
+            log.error("%s", problem)
+
+    def reload(self) -> None:
+        """Read the file again if it changed since it was last read."""
+        try:
+            signature = _signature(os.stat(self.path))
+        except OSError as exc:
+            self._report(f"tokens file {self.path} not reloaded: {exc}; the last one read stays")
+            return
+        if signature == self._signature:
+            return
+        with self._lock:
+            try:
+                signature, data = self._read()
+            except OSError as exc:
+                self._report(
+                    f"tokens file {self.path} not reloaded: {exc}; the last one read stays"
+                )
+                return
+            if signature == self._signature:
+                return
+            table, errors, words = _parse_tokens(data, self.path)
+            self._signature = signature
+            if not errors:
+                self._entries = tuple(table.items())
+                if self._problem is not None:
+                    log.warning(
+                        "tokens file %s is good again: reloaded (%d users)",
+                        self.path,
+                        len(self.users()),
+                    )
+                self._problem = None
+                return
+            kept = tuple(entry for entry in self._entries if entry[0] in words)
+            revoked = sorted(name for digest, name in self._entries if digest not in words)
+            self._entries = kept
+            self._problem = None  # a new bad version: say so even if it is wrong the same way
+            self._report(
+                f"tokens file {self.path} not reloaded: {'; '.join(errors)}; the last good file "
+                "stays in force"
+                + (
+                    f", except the tokens no longer in the file, revoked now: "
+                    f"{len(revoked)} token(s) of {', '.join(sorted(set(revoked)))}"
+                    if revoked
+                    else ""
+                )
+            )
 
     def user(self, token: str) -> str | None:
-        try:
-            mtime = os.stat(self.path).st_mtime_ns
-            if mtime != self._mtime:
-                self._table = read_tokens(self.path)
-                self._mtime = mtime
-        except (OSError, ValueError) as exc:  # keep the last good table
-            log.warning("tokens file %s not reloaded: %s", self.path, exc)
-        return self._table.get(hashlib.sha256(token.encode()).hexdigest())
+        """The user of ``token``, or None."""
+        self.reload()
+        digest = _digest(token)
+        found = None
+        for stored, name in self._entries:  # every one, no early exit
+            if hmac.compare_digest(stored, digest):
+                found = name
+        return found
 
 
 # -- models ---------------------------------------------------------------------------------------
@@ -205,12 +314,33 @@ class Limits(BaseModel):
     basis_gates: list[str]
     max_circuits: int
     max_shots: int
+    max_qubits: dict[str, int] = Field(
+        description="qubits per circuit, by simulation method: the job's 'method' run option, "
+        "else the service's (num_qubits is the service's method's; 'automatic' may pick any "
+        "method, so it takes the largest)"
+    )
+    max_clbits: int = Field(description="classical bits per circuit")
+    max_instructions: int = Field(description="instructions per circuit")
     max_payload_bytes: int
     max_pending_jobs: int
     results_once: bool
     result_lease_seconds: float = Field(
         description="with results_once: how long a result read but not confirmed stays held "
         "for its reader"
+    )
+    header_timeout_seconds: float = Field(
+        description="a request's line and headers must arrive within this time (from the "
+        "connection's opening, or the first byte of a later request on a kept-alive "
+        "connection); else 408 and the connection is closed"
+    )
+    body_timeout_seconds: float = Field(
+        description="a request's body must arrive within this time after its headers (a "
+        "total, not an idle time: upload at least max_payload_bytes / body_timeout_seconds "
+        "bytes a second); else 408 and the connection is closed"
+    )
+    max_requests_per_token: int = Field(
+        description="requests in progress at once per bearer token; one more answers 429 "
+        "with Retry-After"
     )
     result_formats: list[str]
     qpy_version: int
@@ -267,6 +397,17 @@ def check_options(
 
     out = {}
     for name, value in options.items():
+        # before any message echoes them, and before difflib compares a long name
+        if len(name) > 100:
+            raise BadRequest(
+                f"run option {name[:40]!r}... has a name of {len(name)} characters; names have "
+                "at most 100"
+            )
+        if isinstance(value, str) and len(value) > 1000:
+            raise BadRequest(
+                f"run option {name!r} is a string of {len(value)} characters; this service "
+                "takes at most 1000"
+            )
         if name in SERVICE_OPTIONS:
             raise BadRequest(
                 f"run option {name!r} is set by this service and cannot be chosen per job"
@@ -426,13 +567,33 @@ def create_app(config: ServerConfig) -> FastAPI:
         basis_gates=basis,
         max_circuits=config.max_circuits,
         max_shots=config.max_shots,
+        max_qubits=sandbox.qubit_limits(backend, config.method),
+        max_clbits=config.max_clbits,
+        max_instructions=config.max_instructions,
         max_payload_bytes=config.max_payload_bytes,
         max_pending_jobs=config.max_pending,
         results_once=config.results_once,
         result_lease_seconds=config.result_lease,
+        header_timeout_seconds=config.header_timeout,
+        body_timeout_seconds=config.body_timeout,
+        max_requests_per_token=config.max_requests_per_token,
         result_formats=list(wire.RESULT_FORMATS),
         qpy_version=qpy.QPY_VERSION,
         options=defaults,
+    )
+    # clients' bodies are parsed there, never in this process (qjm/server/sandbox.py)
+    readers = sandbox.ReaderPool(
+        sandbox.ReadLimits(
+            max_circuits=config.max_circuits,
+            max_qubits=limits.max_qubits,
+            method=config.method,
+            max_clbits=config.max_clbits,
+            max_instructions=config.max_instructions,
+            max_payload_bytes=config.max_payload_bytes,
+            memory_mb=config.parse_memory_mb,
+            timeout=config.parse_timeout,
+        ),
+        workers=config.parse_workers,
     )
 
     @asynccontextmanager
@@ -454,11 +615,13 @@ def create_app(config: ServerConfig) -> FastAPI:
             requeued,
             failed,
         )
+        readers.start()
         runner.start()
         try:
             yield
         finally:
             runner.stop()
+            readers.stop()
 
     app = FastAPI(
         title="qjm job service",
@@ -469,9 +632,18 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.state.store = store
     app.state.runner = runner
+    app.state.readers = readers
     app.state.config = config
     if config.latency_ms > 0:
         app.add_middleware(LatencyMiddleware, seconds=config.latency_ms / 1000.0)
+    # outermost: a request waiting out the latency counts as in progress
+    app.add_middleware(TokenConcurrencyLimit, limit=config.max_requests_per_token)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # the client went away (or was dropped for a body that did not arrive in time) while
+        # its body was read: nobody to answer, nothing to log as an error
+        return Response(status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -667,35 +839,27 @@ def create_app(config: ServerConfig) -> FastAPI:
         )
 
     def _accept(user: str, body: bytes, key: str | None) -> tuple[dict[str, Any], bool]:
+        # JSON, JobRequest, QPY headers, qpy.load, max_circuits, instruction_subtypes: all in
+        # a reader process with memory and CPU limits (sandbox.py); back come plain values
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the body is not JSON: {exc}") from exc
-        try:
-            req = JobRequest.model_validate(data)
-        except ValidationError as exc:
-            raise BadRequest(_detail_of_validation(exc), 422) from exc
-        options = check_options(req.options, defaults, backend, config.max_shots)
-        try:
-            circuits, qpy_bytes = wire.decode_circuits(req.circuits)
-        except wire.WireError as exc:
-            raise BadRequest(str(exc)) from exc
-        if len(circuits) > config.max_circuits:
-            raise BadRequest(
-                f"the job has {len(circuits)} circuits; this service takes at most "
-                f"{config.max_circuits} per job (max_circuits, see GET /v1/limits)"
-            )
-        subtypes = _check_subtypes(req.instruction_subtypes, circuits)
+            parsed = readers.read(body)
+        except sandbox.Refused as exc:
+            if exc.status == 503:
+                raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
+            raise BadRequest(str(exc), exc.status) from None
+        options = check_options(parsed.options, defaults, backend, config.max_shots)
+        if parsed.error is not None:
+            raise BadRequest(parsed.error[1], parsed.error[0])
         try:
             return store.add(
                 user,
-                qpy_bytes,
-                len(circuits),
+                parsed.qpy,
+                parsed.n_circuits,
                 options,
-                list(req.tags),
+                parsed.tags,
                 config.max_pending,
                 key,
-                subtypes,
+                parsed.subtypes,
             )
         except TooManyPending as exc:
             raise busy(user, exc.pending) from exc
@@ -707,7 +871,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         request: Request,
         user: User,
         tag: Annotated[
-            list[Tag] | None, Query(description="only jobs with every one of these tags")
+            list[Tag] | None,
+            # a job has at most 50; and each is one more level of SQLite's expression tree
+            Query(max_length=50, description="only jobs with every one of these tags"),
         ] = None,
         status: Annotated[
             list[StatusName] | None, Query(description="only jobs in one of these")
@@ -874,7 +1040,7 @@ def _check_subtypes(subtypes: list | None, circuits: list) -> list | None:
     if not subtypes:
         return None
     for ci, ii, subtype in subtypes:
-        where = f"instruction_subtypes entry [{ci}, {ii}, {subtype!r}]"
+        where = f"instruction_subtypes entry {[ci, ii, subtype]!r:.120}"
         if not 0 <= ci < len(circuits):
             raise BadRequest(f"{where}: there is no circuit {ci}")
         data = circuits[ci].data
