@@ -26,33 +26,8 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 class _Quiet(logging.NullHandler):
     """The handler on ``qjm``: nothing is written, so importing qjm prints nothing (Python's
-    last-resort handler is not used for qjm's records).
-
-    One exception, kept until the job service configures its own logging: records of
-    ``qjm.server`` (an application, not the library) at WARNING and above still go to stderr
-    as Python's last-resort handler wrote them, as long as no other handler would take them.
-    """
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        if (
-            record.levelno >= logging.WARNING
-            and (record.name == "qjm.server" or record.name.startswith("qjm.server."))
-            and logging.lastResort is not None
-            and not self._others(record.name)
-        ):
-            logging.lastResort.handle(record)
-        return True
-
-    def _others(self, name: str) -> bool:
-        """Whether a handler other than this one sees records of logger ``name``."""
-        logger: logging.Logger | None = logging.getLogger(name)
-        while logger is not None:
-            if any(h is not self for h in logger.handlers):
-                return True
-            if not logger.propagate:
-                return False
-            logger = logger.parent  # type: ignore[assignment]
-        return False
+    last-resort handler is not used for qjm's records). ``qjm serve`` and ``qjm -v`` add a
+    stderr handler of their own (:func:`log_to_stderr`)."""
 
 
 def silence() -> None:

@@ -553,18 +553,27 @@ class RemoteBackend(BackendV2):
 
     @property
     def target(self) -> Any:
-        """A ``Target`` of the service's qubits and basis gates, all-to-all (qjm does not
-        transpile; this is for code that asks a backend what it runs)."""
+        """A ``Target`` of the service's qubits, basis gates and other instructions (Aer's
+        ``save_*``...), all-to-all: what the service runs as it is, for the job manager's
+        check before submission and for transpiling to it."""
         if self._target is None:
+            from qiskit.circuit import Instruction
             from qiskit.transpiler import Target
 
             basis = [g for g in self._limits.get("basis_gates", []) if g != "delay"]
             try:
-                self._target = Target.from_configuration(
+                target = Target.from_configuration(
                     basis_gates=basis, num_qubits=self._limits.get("num_qubits") or None
                 )
             except Exception:  # noqa: BLE001 - a basis qiskit does not know: bare qubits
-                self._target = Target(num_qubits=self._limits.get("num_qubits") or None)
+                target = Target(num_qubits=self._limits.get("num_qubits") or None)
+            others = list(self._limits.get("instructions", []))
+            if "delay" in self._limits.get("basis_gates", []):
+                others.append("delay")
+            for name in others:
+                if name not in target.operation_names and isinstance(name, str):
+                    target.add_instruction(Instruction, name=name)  # on any qubits
+            self._target = target
         return self._target
 
     # the service refuses options its backend does not take: JobManager refuses them up front

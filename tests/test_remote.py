@@ -583,3 +583,27 @@ def test_a_hostile_columnar_header_is_a_wire_error(header):
     data = struct.pack("<4sHHI", b"QJMC", 1, 0, len(body)) + body
     with pytest.raises(wire.WireError):
         wire.decode_columnar(data + b"\0" * (-len(data) % 8) + b"\0" * 8)
+
+
+def test_the_job_manager_checks_circuits_against_what_the_service_runs(alice, make_circuits):
+    """RemoteBackend's Target holds the service's basis gates and its other instructions (Aer's
+    save_*): a circuit with them passes the job manager's check, one with an operation the
+    service lacks is refused before anything is sent."""
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(2, 2, name="saved")
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.delay(10, 0)
+    qc.save_statevector()
+    qc.measure([0, 1], [0, 1])
+    job_set = qjm.JobManager(store=":memory:").run([qc], backend=alice, shots=20)
+    assert job_set.results(timeout=60).success
+    odd = QuantumCircuit(2, name="odd")
+    odd.ch(0, 1)
+    with pytest.raises(ValueError, match="'odd' .* holds 'ch'.*transpile=True"):
+        qjm.JobManager(store=":memory:").run([odd], backend=alice, shots=20)
+    transpiled = qjm.JobManager(store=":memory:").run(
+        [odd.copy()], backend=alice, shots=20, transpile=True, memory=False
+    )
+    assert transpiled.results(timeout=60).success

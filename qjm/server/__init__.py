@@ -259,6 +259,11 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 2
     config = config_from_args(args)
+    from qjm.logs import log_to_stderr
+
+    # the service is an application: qjm's records (the library's and the service's) at its
+    # --log-level go to stderr, where uvicorn's go too
+    log_to_stderr(config.log_level)
     try:
         app = _create(config)
     except (OSError, ValueError) as exc:

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from qjm import wire
-from qjm.server import sandbox
+from qjm.server import page, sandbox
 from qjm.server.jobstore import (
     FINAL,
     Gone,
@@ -312,6 +312,11 @@ class Limits(BaseModel):
     backend_version: str
     num_qubits: int
     basis_gates: list[str]
+    instructions: list[str] = Field(
+        default_factory=list,
+        description="other operations the service's simulator runs (Aer's save_*, set_*, "
+        "initialize, kraus...), beyond the basis gates",
+    )
     max_circuits: int
     max_shots: int
     max_qubits: dict[str, int] = Field(
@@ -565,6 +570,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         backend_version=str(getattr(backend, "backend_version", "")),
         num_qubits=int(backend.target.num_qubits or 0),
         basis_gates=basis,
+        instructions=sorted(n for n in backend.target.operation_names if n not in standard),
         max_circuits=config.max_circuits,
         max_shots=config.max_shots,
         max_qubits=sandbox.qubit_limits(backend, config.method),
@@ -734,6 +740,14 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, Any]:
         return {"status": "ok", "api_version": API_VERSION}
+
+    status_page = page.render(backend_name, API_VERSION)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> Response:
+        # the status page (qjm/server/page.py): needs no token to load; its script asks
+        # GET /v1/jobs with the token the user enters
+        return Response(status_page, media_type="text/html; charset=utf-8", headers=page.HEADERS)
 
     @app.get("/v1/limits", response_model=Limits, responses=_errors(401), operation_id="get_limits")
     def get_limits(user: User) -> Limits:
