@@ -139,7 +139,9 @@ def run_job(
     if result.success:
         return DONE, None, packed, len(body)
     failed = [
-        f"experiment {i} ({(e.header or {}).get('name', '?')}): {e.status}"
+        # a failed experiment may have no header at all (qiskit's ExperimentResult then raises
+        # AttributeError for it)
+        f"experiment {i} ({(getattr(e, 'header', None) or {}).get('name', '?')}): {e.status}"
         for i, e in enumerate(result.results)
         if not e.success
     ]
