@@ -157,6 +157,16 @@ class _Workers:
         ).start()
 
     def _local(self, pass_manager: Any) -> None:
+        self._serve(lambda circuits: list(pass_manager.run(circuits, num_processes=1)))
+
+    def submit(self, circuits: list[QuantumCircuit]) -> Future:
+        future: Future = Future()
+        self._tasks.put((circuits, future))
+        return future
+
+    def _serve(self, transpile: Any) -> None:
+        """Take tasks until told to stop; a task whose worker died goes back to the queue for
+        another one (this process's own thread always takes tasks)."""
         while True:
             task = self._tasks.get()
             if task is None:
@@ -165,43 +175,38 @@ class _Workers:
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(list(pass_manager.run(circuits, num_processes=1)))
+                future.set_result(transpile(circuits))
+            except _WorkerDied as exc:
+                logger.warning("a transpiling process ended (%s); its task goes to another", exc)
+                retry: Future = Future()
+                retry.add_done_callback(lambda done, f=future: _copy(done, f))
+                self._tasks.put((circuits, retry))
+                return
             except Exception as exc:  # noqa: BLE001 - the job says why
                 future.set_exception(exc)
-
-    def submit(self, circuits: list[QuantumCircuit]) -> Future:
-        future: Future = Future()
-        self._tasks.put((circuits, future))
-        return future
 
     def _feed(self, proc: subprocess.Popen) -> None:
         from qiskit import qpy
 
-        while True:
-            task = self._tasks.get()
-            if task is None:
-                break
-            circuits, future = task
-            if not future.set_running_or_notify_cancel():
-                continue
+        def transpile(circuits: list) -> list:
+            buffer = io.BytesIO()
+            qpy.dump(circuits, buffer)
+            body = buffer.getvalue()
             try:
-                buffer = io.BytesIO()
-                qpy.dump(circuits, buffer)
-                body = buffer.getvalue()
                 proc.stdin.write(struct.pack("<Q", len(body)) + body)
                 proc.stdin.flush()
                 status, size = struct.unpack("<BQ", _read_exactly(proc.stdout, 9))
                 answer = _read_exactly(proc.stdout, size)
-                if status:
-                    future.set_exception(RuntimeError(answer.decode(errors="replace")))
-                else:
-                    future.set_result(list(qpy.load(io.BytesIO(answer))))
-            except Exception as exc:  # noqa: BLE001 - the worker died: this job says so
-                future.set_exception(
-                    RuntimeError(f"the transpiling process ended ({_describe(exc)})")
-                )
-                break
-        self._stop(proc)
+            except (OSError, EOFError, struct.error) as exc:
+                raise _WorkerDied(_describe(exc)) from exc
+            if status:
+                raise RuntimeError(answer.decode(errors="replace"))
+            return list(qpy.load(io.BytesIO(answer)))
+
+        try:
+            self._serve(transpile)
+        finally:
+            self._stop(proc)
 
     @staticmethod
     def _stop(proc: subprocess.Popen) -> None:
@@ -230,6 +235,20 @@ class _Workers:
             return
         for _ in range(len(self._procs) + 1):  # the workers' feeders and the local thread
             self._tasks.put(None)
+
+
+class _WorkerDied(Exception):
+    """The worker process's pipe broke."""
+
+
+def _copy(source: Future, target: Future) -> None:
+    """Settle ``target`` as ``source`` settled (a task run again for it)."""
+    if source.cancelled():
+        target.cancel()
+    elif source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())
 
 
 def _read_exactly(stream: Any, size: int) -> bytes:
