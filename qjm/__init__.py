@@ -38,6 +38,19 @@ logs.silence()
 # The names of the old IBMQ job manager, so that a script ports by changing its import.
 IBMQJobManager = JobManager
 
+_DASK_NAMES = frozenset({"DaskBackend", "DaskSampler", "DaskEstimator"})
+
+
+def __getattr__(name: str):
+    # qjm[dask] (qjm/dask.py) is imported on first use: ``import qjm`` does not import dask,
+    # and without dask the ImportError says what to install
+    if name in _DASK_NAMES:
+        from qjm import dask
+
+        return getattr(dask, name)
+    raise AttributeError(f"module 'qjm' has no attribute {name!r}")
+
+
 __all__ = [
     "JobManager",
     "ManagedJobSet",

@@ -52,6 +52,28 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 
 def demo(args: argparse.Namespace) -> int:
+    if not getattr(args, "dask", None):
+        return _demo(args)
+    try:
+        from qjm.dask import cluster_client
+    except ImportError as exc:
+        print(f"qjm demo --dask: {exc}", file=sys.stderr)
+        return 2
+    with cluster_client(args.dask) as client:  # a local cluster is stopped at the end
+        print(f"Running the jobs on the Dask cluster at {client.scheduler.address}")
+        return _demo(args, client)
+
+
+def _on_dask(client, target, sampler: bool = False):
+    """``target`` itself, or run on the Dask cluster of ``client`` (``qjm demo --dask``)."""
+    if client is None:
+        return target
+    from qjm.dask import DaskBackend, DaskSampler
+
+    return (DaskSampler if sampler else DaskBackend)(target, client)
+
+
+def _demo(args: argparse.Namespace, client=None) -> int:
     from qiskit_aer import AerSimulator
 
     manager = JobManager(store=args.store)
@@ -60,8 +82,8 @@ def demo(args: argparse.Namespace) -> int:
     )
     circuits = _random_circuits(args.circuits, args.qubits, args.depth, args.seed)
     if args.sampler:
-        return _demo_sampler(args, manager, circuits)
-    backend = AerSimulator()
+        return _demo_sampler(args, manager, circuits, client)
+    backend = _on_dask(client, AerSimulator())
     start = time.monotonic()
     job_set = manager.run(
         circuits,
@@ -114,14 +136,16 @@ def _finish_demo(
     return 0 if results.success else 1
 
 
-def _demo_sampler(args: argparse.Namespace, manager: JobManager, circuits: list) -> int:
+def _demo_sampler(
+    args: argparse.Namespace, manager: JobManager, circuits: list, client=None
+) -> int:
     """The demo's circuits as sampler PUBs on Aer's ``SamplerV2``."""
     from qiskit_aer.primitives import SamplerV2
 
     start = time.monotonic()
     job_set = manager.run(
         circuits,
-        sampler=SamplerV2(seed=args.seed),
+        sampler=_on_dask(client, SamplerV2(seed=args.seed), sampler=True),
         name=args.name,
         max_pubs_per_job=args.max_experiments_per_job,
         max_workers=args.workers,
@@ -338,6 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait for results")
     p.add_argument("--seed", type=int, default=1234, help="seed of circuits and simulator")
     p.add_argument("--name", default="demo", help="job set name (default 'demo')")
+    p.add_argument(
+        "--dask",
+        default=None,
+        metavar="N|ADDRESS",
+        help="run the jobs on Dask: N starts a local cluster of N worker processes, ADDRESS "
+        "connects to a scheduler (tcp://head:8786); needs qjm[dask]",
+    )
     p.add_argument("--detailed", action="store_true", help="report every job")
     p.set_defaults(func=demo)
 

@@ -24,10 +24,19 @@ class SamplerKind(PrimitiveKind):
                 return shots
         return None
 
+    def _wrapped(self) -> SamplerKind | None:
+        """The kind of the sampler a wrapper runs (:class:`qjm.DaskSampler`), if the target is
+        one: seeds are the wrapped sampler's."""
+        inner = getattr(self.target, "wrapped_primitive", None)
+        return None if inner is None else SamplerKind(inner)
+
     def seed(self) -> int | None:
         """The seed the sampler samples with: ``_seed`` of qiskit's ``StatevectorSampler`` and
         Aer's ``SamplerV2``, ``options.seed_simulator`` of ``BackendSamplerV2``, or
         ``options.simulator.seed_simulator`` of qiskit-ibm-runtime's local mode."""
+        wrapped = self._wrapped()
+        if wrapped is not None:
+            return wrapped.seed()
         options = getattr(self.target, "options", None)
         for seed in (
             getattr(self.target, "_seed", None),
@@ -43,6 +52,9 @@ class SamplerKind(PrimitiveKind):
         circuit ``k`` of a run with ``seed + 2113 * k`` (Aer's ``SamplerV2``, and
         ``BackendSamplerV2`` or qiskit-ibm-runtime's local mode over an Aer simulator); 0 where
         every circuit gets the same seed (``StatevectorSampler``) or the rule is not known."""
+        wrapped = self._wrapped()
+        if wrapped is not None:
+            return wrapped.seed_stride()
         if type(self.target).__module__.startswith("qiskit_aer"):
             return AER_SEED_STRIDE
         backend = self.backend()
@@ -52,6 +64,9 @@ class SamplerKind(PrimitiveKind):
         return 0
 
     def with_seed(self, seed: int) -> Any:
+        wrapped = self._wrapped()
+        if wrapped is not None:
+            return self.target.with_primitive(wrapped.with_seed(seed))
         other = copy.copy(self.target)
         options = getattr(self.target, "_options", None)
         if getattr(self.target, "_seed", None) is not None:

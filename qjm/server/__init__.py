@@ -73,6 +73,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="AerSimulator simulation method (default automatic)",
     )
     p.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="run the jobs on a Dask cluster (its scheduler's address, tcp://head:8786) instead "
+        "of in the worker processes; --workers is then the number of jobs on the cluster at "
+        "once (needs qjm[dask])",
+    )
+    p.add_argument(
         "--results-once",
         action="store_true",
         help="serve each result once: a reader gets it under a read lease and confirms it with "
@@ -258,6 +266,17 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.dask:
+        import os
+
+        from qjm.server.runner import DASK_ENV
+
+        try:
+            import qjm.dask  # noqa: F401
+        except ImportError as exc:
+            print(f"qjm serve --dask: {exc}", file=sys.stderr)
+            return 2
+        os.environ[DASK_ENV] = args.dask  # read by the worker processes the runner starts
     config = config_from_args(args)
     from qjm.logs import log_to_stderr
 

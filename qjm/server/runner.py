@@ -34,6 +34,8 @@ log = logging.getLogger("qjm.server")
 # -- in the worker process -----------------------------------------------------------------------
 
 _BACKEND: Any = None
+# the scheduler address of ``qjm serve --dask`` (set by the command, read by the workers)
+DASK_ENV = "QJM_SERVE_DASK"
 
 
 def _watch_parent(parent: int) -> None:
@@ -48,6 +50,13 @@ def _init_worker(method: str, threads: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the service's to handle
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     _BACKEND = make_backend(method)
+    address = os.environ.get(DASK_ENV)
+    if address:  # qjm serve --dask ADDRESS: this worker's jobs run on the cluster's workers
+        from qjm.dask import DaskBackend
+
+        # the service requeues a job whose worker died: nothing to publish for other processes
+        _BACKEND = DaskBackend(_BACKEND, address, publish=False)
+        return
     try:
         _BACKEND.set_options(max_parallel_threads=threads)
     except Exception:  # noqa: BLE001 - a backend without this option
