@@ -461,6 +461,9 @@ def test_pure_python_kernels_warn_once_and_say_how_to_build(subprocess_env):
             capture_output=True,
             text=True,
             timeout=120,
+            # beside the qjm these tests import (python -c puts its working directory first
+            # on sys.path: from a checkout's root it would import the unbuilt checkout)
+            cwd=str(Path(qjm.__file__).resolve().parent.parent),
         )
 
     hidden = child("hide")
