@@ -56,7 +56,8 @@ from typing import Any
 from qiskit.circuit import QuantumCircuit
 from qiskit.primitives import BaseEstimatorV2, BasePrimitiveJob, BaseSamplerV2
 from qiskit.providers import BackendV2, JobError, JobStatus, JobTimeoutError, JobV1, Options
-from qiskit.providers.jobstatus import JOB_FINAL_STATES
+
+from qjm.managedprimitives import StatusPredicates
 
 INSTALL = (
     'qjm.DaskBackend, DaskSampler and DaskEstimator need Dask distributed: pip install "qjm[dask]"'
@@ -732,7 +733,7 @@ class DaskBackend(BackendV2):
 # -- primitives ---------------------------------------------------------------------------------
 
 
-class DaskPrimitiveJob(_TaskJob, BasePrimitiveJob):
+class DaskPrimitiveJob(_TaskJob, StatusPredicates, BasePrimitiveJob):
     """A job of a :class:`DaskSampler` / :class:`DaskEstimator`: one Dask task."""
 
     def __init__(self, cluster: _Cluster, future: Any, published: bool):
@@ -756,18 +757,6 @@ class DaskPrimitiveJob(_TaskJob, BasePrimitiveJob):
 
     def status(self) -> JobStatus:
         return self._status()
-
-    def done(self) -> bool:
-        return self.status() == JobStatus.DONE
-
-    def running(self) -> bool:
-        return self.status() == JobStatus.RUNNING
-
-    def cancelled(self) -> bool:
-        return self.status() == JobStatus.CANCELLED
-
-    def in_final_state(self) -> bool:
-        return self.status() in JOB_FINAL_STATES
 
     def cancel(self) -> bool:
         return self._cancel()

@@ -16,7 +16,23 @@ from qiskit.providers import JobStatus
 from qiskit.providers.jobstatus import JOB_FINAL_STATES
 
 
-class ManagedPrimitiveJob(BasePrimitiveJob):
+class StatusPredicates:
+    """``BasePrimitiveJob``'s status questions, answered from ``status()``."""
+
+    def done(self) -> bool:
+        return self.status() == JobStatus.DONE
+
+    def running(self) -> bool:
+        return self.status() == JobStatus.RUNNING
+
+    def cancelled(self) -> bool:
+        return self.status() == JobStatus.CANCELLED
+
+    def in_final_state(self) -> bool:
+        return self.status() in JOB_FINAL_STATES
+
+
+class ManagedPrimitiveJob(StatusPredicates, BasePrimitiveJob):
     """The job of a :class:`ManagedSampler` / :class:`ManagedEstimator` run: a whole job set."""
 
     def __init__(self, job_set: Any):
@@ -52,18 +68,6 @@ class ManagedPrimitiveJob(BasePrimitiveJob):
             return JobStatus.RUNNING
         order = [JobStatus.INITIALIZING, JobStatus.VALIDATING, JobStatus.QUEUED]
         return min((s for s in statuses if s in order), key=order.index, default=JobStatus.QUEUED)
-
-    def done(self) -> bool:
-        return self.status() == JobStatus.DONE
-
-    def running(self) -> bool:
-        return self.status() == JobStatus.RUNNING
-
-    def cancelled(self) -> bool:
-        return self.status() == JobStatus.CANCELLED
-
-    def in_final_state(self) -> bool:
-        return self.status() in JOB_FINAL_STATES
 
     def cancel(self) -> None:
         self._job_set.cancel()
