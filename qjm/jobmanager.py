@@ -7,6 +7,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from typing import Any
 
 from qiskit.providers.jobstatus import JOB_FINAL_STATES
@@ -70,6 +71,8 @@ def _is_provider(obj: Any) -> bool:
 def _running_here(job_set: ManagedJobSet) -> bool:
     """Whether a set of this process still has work under way: a submission or a fetch, a job
     waiting for a slot, or a job not finished on its backend (one status call per such job)."""
+    if "_managed" not in job_set.__dict__:
+        return False  # listed by job_sets() and never used: nothing of it runs here
     if job_set._waiting:
         return True
     for mj in job_set._managed:
@@ -84,8 +87,78 @@ def _running_here(job_set: ManagedJobSet) -> bool:
     return False
 
 
+class _JobSets:
+    """The job sets of a manager, by id: held while they have work under way, and only weakly
+    once finished, so that a set its user drops is freed (its results are in the store, and
+    ``retrieve_job_set`` reads them back). With a ``":memory:"`` store every set is held: it is
+    all there is of it."""
+
+    def __init__(self, keep_all: bool):
+        self._keep_all = keep_all
+        self._held: dict[str, ManagedJobSet] = {}
+        self._weak: weakref.WeakValueDictionary[str, ManagedJobSet] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, job_set_id: str) -> ManagedJobSet | None:
+        with self._lock:
+            found = self._held.get(job_set_id)
+            return found if found is not None else self._weak.get(job_set_id)
+
+    def add(self, job_set: ManagedJobSet, running: bool) -> ManagedJobSet:
+        """Register ``job_set`` (or return the set already registered under its id)."""
+        with self._lock:
+            job_set_id = job_set.job_set_id()
+            found = self._held.get(job_set_id)
+            if found is None:
+                found = self._weak.get(job_set_id)
+            if found is not None:
+                return found
+            if running or self._keep_all:
+                self._held[job_set_id] = job_set
+            else:
+                self._weak[job_set_id] = job_set
+            ref = weakref.ref(self)
+
+            def hook(js: ManagedJobSet, running: bool, ref: Any = ref) -> None:
+                sets = ref()
+                if sets is not None:
+                    sets.mark(js, running)
+
+            job_set._on_finished = hook
+            return job_set
+
+    def mark(self, job_set: ManagedJobSet, running: bool) -> None:
+        """A set started work again (held) or finished it (held weakly)."""
+        if self._keep_all:
+            return
+        job_set_id = job_set.job_set_id()
+        with self._lock:
+            if running:
+                self._weak.pop(job_set_id, None)
+                self._held[job_set_id] = job_set
+            elif self._held.get(job_set_id) is job_set:
+                del self._held[job_set_id]
+                self._weak[job_set_id] = job_set
+
+    def pop(self, job_set_id: str) -> ManagedJobSet | None:
+        with self._lock:
+            found = self._held.pop(job_set_id, None)
+            weak = self._weak.pop(job_set_id, None)
+            return found if found is not None else weak
+
+    def values(self) -> list[ManagedJobSet]:
+        """The sets alive, oldest first."""
+        with self._lock:
+            sets = {**dict(self._weak.items()), **self._held}
+        return sorted(sets.values(), key=lambda s: s._created)
+
+
 class JobManager:
     """Runs many circuits on a backend as one job set, and finds stored job sets.
+
+    The manager holds a job set while it has work under way; once finished, only while someone
+    else does (a set dropped by its user is freed; ``retrieve_job_set`` reads it back from the
+    store). With ``store=":memory:"`` it holds every set, since nothing else keeps them.
 
     Args:
         store: the SQLite file that keeps job sets and results; by default
@@ -95,7 +168,7 @@ class JobManager:
 
     def __init__(self, store: str | os.PathLike | None = None):
         self._store = Store(default_store_path() if store is None else store)
-        self._job_sets: dict[str, ManagedJobSet] = {}
+        self._job_sets = _JobSets(keep_all=self._store.path == ":memory:")
         self._lock = threading.Lock()
 
     @property
@@ -292,8 +365,7 @@ class JobManager:
             plan,
             options_json,
         )
-        with self._lock:
-            self._job_sets[job_set.job_set_id()] = job_set
+        self._job_sets.add(job_set, running=True)
         job_set._submit_all(items, run_options)
         return job_set
 
@@ -412,10 +484,43 @@ class JobManager:
     def job_sets(self, name: str | None = None) -> list[ManagedJobSet]:
         """Job sets in the store, this process's and earlier ones', oldest first.
 
+        Reads only each set's id, name, tags, backend name and creation time: a set not used in
+        this process yet reads its plan, jobs and kept outcomes on first use.
+
         Args:
             name: only the sets with this name.
         """
-        return [self._get(job_set_id) for job_set_id in self._store.job_set_ids(name)]
+        out = []
+        for row in self._store.job_set_listing(name):
+            live = self._job_sets.get(row["id"])
+            if live is None:
+                live = ManagedJobSet(
+                    job_set_id=row["id"],
+                    name=row["name"],
+                    tags=row["tags"],
+                    plan=None,
+                    names=None,
+                    backend=None,
+                    backend_name=row["backend_name"],
+                    store=self._store,
+                    max_workers=DEFAULT_MAX_WORKERS,
+                    created=row["created"],
+                    materialize=self._materialize,
+                )
+                live._retrieved = True
+                live = self._job_sets.add(live, running=False)
+            out.append(live)
+        return out
+
+    def _materialize(self, job_set: ManagedJobSet) -> None:
+        """What a set listed by :meth:`job_sets` reads on first use: its plan and jobs."""
+        row = self._store.job_set(job_set.job_set_id(), names=False)
+        if row is None:
+            raise JobManagerUnknownJobSet(
+                f"no job set with id {job_set.job_set_id()!r} in the store {self._store.path}"
+            )
+        job_set._set_plan(**self._plan_of(row, job_set._backend))
+        job_set._load_from_store()
 
     def retrieve_job_set(
         self,
@@ -489,50 +594,55 @@ class JobManager:
             ) from exc
 
     def _get(self, job_set_id: str, backend: Any = None) -> ManagedJobSet:
-        with self._lock:
-            live = self._job_sets.get(job_set_id)
+        live = self._job_sets.get(job_set_id)
         if live is not None:
             if backend is not None and live._backend is None:
                 live._backend = backend
                 live._attached = False
             return live
-        row = self._store.job_set(job_set_id)
+        row = self._store.job_set(job_set_id, names=False)  # names: read on first look-up
         if row is None:
             raise JobManagerUnknownJobSet(
                 f"no job set with id {job_set_id!r} in the store {self._store.path}"
             )
-        plan = Plan.from_dict(row["plan"])
-        kind = kind_by_name(row["plan"].get("kind"), backend)
-        options, unstored = decode_run_options(row["run_options"])
-        seed = options.get(SEED_OPTION)
         job_set = ManagedJobSet(
             job_set_id=row["id"],
             name=row["name"],
             tags=row["tags"],
-            plan=plan,
-            names=row["names"],
+            plan=None,
+            names=None,
             backend=backend,
             backend_name=row["backend_name"],
             store=self._store,
             max_workers=DEFAULT_MAX_WORKERS,
             created=row["created"],
-            seeds=job_seeds(plan, seed if isinstance(seed, int) else None)
+        )
+        job_set._set_plan(**self._plan_of(row, backend))
+        job_set._load_from_store()
+        return self._job_sets.add(job_set, running=False)
+
+    @staticmethod
+    def _plan_of(row: dict, backend: Any) -> dict[str, Any]:
+        """What ``ManagedJobSet._set_plan`` takes, from a set's row of the store."""
+        plan = Plan.from_dict(row["plan"])
+        kind = kind_by_name(row["plan"].get("kind"), backend)
+        options, unstored = decode_run_options(row["run_options"])
+        seed = options.get(SEED_OPTION)
+        return {
+            "plan": plan,
+            "names": None,
+            "seeds": job_seeds(plan, seed if isinstance(seed, int) else None)
             if kind.name == "circuits"
             else None,
-            unstored_options=unstored,
-            run_options=options,
-            kind=kind,
-            layout=row["plan"].get("layout"),
-        )
-        job_set._load_from_store()
-        with self._lock:
-            job_set = self._job_sets.setdefault(job_set_id, job_set)
-        return job_set
+            "kind": kind,
+            "layout": row["plan"].get("layout"),
+            "run_options": options,
+            "unstored_options": unstored,
+        }
 
     def report(self, detailed: bool = True) -> str:
         """The reports of the job sets of this manager (this process's)."""
-        with self._lock:
-            sets = list(self._job_sets.values())
+        sets = self._job_sets.values()
         if not sets:
             return "No job sets in this manager."
         return "\n\n".join(s.report(detailed=detailed) for s in sets)
@@ -544,14 +654,14 @@ class JobManager:
         its jobs counted by state: done, failed (of which partial), running, not submitted,
         cancelled. Read from the store alone: no backend call, no result decoded (``qjm list``).
         """
-        with self._lock:
-            live = dict(self._job_sets)
+        live = {s.job_set_id(): s for s in self._job_sets.values()}
         out = []
         for entry in self._store.job_set_overview(name):
             job_set = live.get(entry["id"])
             kept = None
-            if job_set is not None:  # what this process holds (no backend call)
-                kept = {mj.index: mj.outcome for mj in job_set._managed if mj.outcome is not None}
+            managed = job_set.__dict__.get("_managed") if job_set is not None else None
+            if managed is not None:  # what this process holds (no backend call)
+                kept = {mj.index: mj.outcome for mj in managed if mj.outcome is not None}
             out.append(summarize(entry, kept))
         return out
 
@@ -577,8 +687,7 @@ class JobManager:
             job_set_ids = [job_set_ids]
         ids = list(dict.fromkeys(job_set_ids))
         for job_set_id in ids:
-            with self._lock:
-                live = self._job_sets.get(job_set_id)
+            live = self._job_sets.get(job_set_id)
             if live is not None and _running_here(live):
                 raise JobManagerInvalidStateError(
                     f"job set {job_set_id} is still running in this process: cancel() it or "
@@ -597,8 +706,7 @@ class JobManager:
             older_than = older_than.total_seconds()
         if not isinstance(older_than, (int, float)) or not older_than >= 0:
             raise ValueError(f"older_than must be a duration of 0 s or more, not {older_than!r}")
-        with self._lock:
-            live = list(self._job_sets.values())
+        live = self._job_sets.values()
         keep = [s.job_set_id() for s in live if _running_here(s)]
         removed = self._store.delete_job_sets_created_before(
             time.time() - float(older_than), keep=keep
@@ -609,17 +717,15 @@ class JobManager:
     def _forget(self, job_set_ids: list[str]) -> None:
         """Drop removed sets from this manager and stop their pools."""
         for job_set_id in job_set_ids:
-            with self._lock:
-                live = self._job_sets.pop(job_set_id, None)
+            live = self._job_sets.pop(job_set_id)
             if live is not None:
                 live.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Stop the thread pools of every job set of this manager."""
-        with self._lock:
-            sets = list(self._job_sets.values())
-        for job_set in sets:
-            job_set.shutdown(wait=wait, cancel_futures=cancel_futures)
+        for job_set in self._job_sets.values():
+            if "_managed" in job_set.__dict__:  # a listed set never used has nothing running
+                job_set.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     def __enter__(self) -> JobManager:
         return self

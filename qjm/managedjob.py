@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future
+from typing import Any
 
-from qiskit.providers import JobStatus, JobV1
+from qiskit.providers import JobError, JobStatus, JobV1
 from qiskit.providers.jobstatus import JOB_FINAL_STATES
 
 from qjm.kinds import normalize_status
@@ -24,8 +25,9 @@ class ManagedJob:
         part: the shot part this job runs (0 unless experiments were split by shots).
         shots: the shots of each experiment in this job when split by shots, else None.
         seed: the ``seed_simulator`` this job was given (None when the run had no seed).
-        job: the backend's job, or None while it is being submitted, when submission failed, or
-            when a retrieved set could not reattach to the backend.
+        job: the backend's job, or None while it is being submitted, when submission failed,
+            when a retrieved set could not reattach to the backend, or once its outcome is kept
+            (``ManagedJobSet.jobs()`` gives it back: see :class:`KeptJob`).
         job_id: the backend's job id, once known.
         submit_error: why submission failed, if it did.
         outcome: the kept final state and result, once fetched.
@@ -44,6 +46,9 @@ class ManagedJob:
         self.shots = spec.shots
         self.seed: int | None = None  # the seed_simulator this job was given, if any
         self.job: JobV1 | None = None
+        # once its outcome is kept, a circuits job lets go of the backend's job (which may hold
+        # the whole Result); a weak reference finds it while anyone else holds it
+        self.job_ref: Any = None
         self.job_id: str | None = None
         self.submit_error: str | None = None
         self.fetch_error: str | None = None
@@ -119,13 +124,45 @@ class ManagedJob:
 def _record_error(outcome: JobOutcome) -> str:
     if outcome.record is None:
         return f"job ended as {outcome.status.name} without a result"
+    record = outcome.record
+    successes = getattr(record, "successes", None)  # only the failed ones are decoded
+    which = (
+        [i for i, ok in enumerate(successes().tolist()) if not ok]
+        if successes is not None
+        else [i for i, e in enumerate(record.experiments) if not e.success]
+    )
     failed = [
         f"experiment {i} ({e.name or '?'}): {e.fields.get('status', 'failed')}"
-        for i, e in enumerate(outcome.record.experiments)
-        if not e.success
+        for i, e in ((i, record.experiments[i]) for i in which)
     ]
     head = f"job ended as {outcome.status.name}"
     status = outcome.record.fields.get("status")
     if status:
         head += f" ({status})"
     return head + ("; " + "; ".join(failed) if failed else "")
+
+
+class KeptJob(JobV1):
+    """A finished job as qjm kept it, standing in for a backend job that is gone: qjm lets go of
+    a job once its outcome is kept (an ``AerJob`` holds its whole ``Result``), and a backend that
+    cannot look its jobs up by id (a local simulator) cannot give it back. Its ``status()`` is the
+    kept status and ``result()`` the kept result, rebuilt on each call (sharing nothing)."""
+
+    def __init__(self, backend: Any, job_id: str, outcome: JobOutcome):
+        super().__init__(backend, job_id)
+        self._outcome = outcome
+
+    def submit(self) -> None:
+        raise JobError("a kept job cannot be submitted again: use ManagedJobSet.retry_failed()")
+
+    def status(self) -> JobStatus:
+        return self._outcome.status
+
+    def result(self, timeout: float | None = None) -> Any:
+        record = self._outcome.record
+        if record is None:
+            raise JobError(self._outcome.error or f"job ended as {self._outcome.status.name}")
+        return record.to_result()
+
+    def cancel(self) -> bool:
+        return False

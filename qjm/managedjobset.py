@@ -3,28 +3,40 @@
 from __future__ import annotations
 
 import collections
+import heapq
 import logging
 import math
+import queue
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
+import numpy as np
 from qiskit.providers import JobStatus, JobV1
 from qiskit.providers.jobstatus import JOB_FINAL_STATES
 
 from qjm.exceptions import JobManagerInvalidStateError, JobManagerTimeoutError
 from qjm.lookup import ExperimentIndex
-from qjm.managedjob import ManagedJob
-from qjm.outcome import JobOutcome
+from qjm.managedjob import KeptJob, ManagedJob
+from qjm.outcome import JobOutcome, StoredOutcome
 from qjm.plan import Plan
 from qjm.pool import DaemonPool
+from qjm.records import JobRecord, PooledRecord
 from qjm.retry import DEFAULT_RETRY, RetryPolicy
 from qjm.store import SUBMITTING, Store, StoreError
-from qjm.summary import CANCELLED, DONE, FAILED, NOT_SUBMITTED, PARTIAL, job_state
+from qjm.summary import CANCELLED, DONE, FAILED, NOT_SUBMITTED, PARTIAL, job_state, outcome_state
 from qjm.validation import check_timeout
+from qjm.wire import encode_record
 
 logger = logging.getLogger(__name__)
+
+# what a job set listed by JobManager.job_sets() reads from the store on first use
+_LAZY = frozenset(
+    {"_plan", "_index", "_managed", "_kind_name", "_layout", "_run_options", "_unstored_options"}
+)
 
 # What one fetch task found.
 _FINAL = "final"  # the outcome is kept
@@ -45,6 +57,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _log_store_failure(error: StoreError | None) -> None:
+    if error is not None:
+        logger.warning("%s", error)
+
+
 class ManagedJobSet:
     """The jobs of one :meth:`JobManager.run`, and their results.
 
@@ -58,8 +75,8 @@ class ManagedJobSet:
         job_set_id: str,
         name: str | None,
         tags: list[str],
-        plan: Plan,
-        names: list[str],
+        plan: Plan | None,
+        names: list[str] | Callable[[], list[str]] | None,
         backend: Any,
         backend_name: str | None,
         store: Store,
@@ -72,18 +89,14 @@ class ManagedJobSet:
         layout: dict | None = None,
         retry: RetryPolicy | None = None,
         max_active_jobs: int | None = None,
+        materialize: Callable[[ManagedJobSet], None] | None = None,
     ):
         self._id = job_set_id
         self._name = name
         self._tags = list(tags)
-        self._plan = plan
-        self._index = ExperimentIndex(names)
         self._backend = backend  # the target: a backend, a sampler or an estimator
-        self._kind_name = kind.name if kind is not None else "circuits"
-        self._layout = layout  # PUB work: the PUBs' shapes and the pieces they were cut into
         self._retry = retry if retry is not None else DEFAULT_RETRY
         self._work: list | None = None  # what the jobs run, kept in this process for retries
-        self._run_options: dict[str, Any] = dict(run_options or {})
         self._journal_ready = threading.Event()  # what the jobs run is in the store
         self._journal_ready.set()
         self._journal_error: BaseException | None = None
@@ -96,10 +109,6 @@ class ManagedJobSet:
         self._store = store
         self._max_workers = max_workers
         self._created = created if created is not None else time.time()
-        self._managed = [ManagedJob(spec) for spec in plan.jobs]
-        for mj, seed in zip(self._managed, seeds or []):
-            mj.seed = seed
-        self._unstored_options = list(unstored_options or [])
         self._lock = threading.Lock()
         self._executor: DaemonPool | None = None
         self._submit_futures: list[Future] = []
@@ -107,7 +116,59 @@ class ManagedJobSet:
         self._attached = False
         self._attached_finished = False  # finished jobs reattached too (jobs(), refresh)
         self._retrieved = False  # rebuilt from the store (by retrieve_job_set)
-        self._unloaded = False  # a retrieved set loads its stored results on first use
+        # the manager's: told when the set finishes its work (held weakly from then on) or
+        # starts work again (held)
+        self._on_finished: Callable[[ManagedJobSet, bool], None] | None = None
+        # told (with the job) whenever a job's submission ends: results() fetches each job as
+        # soon as it is submitted
+        self._submit_listeners: list[Callable[[ManagedJob], None]] = []
+        # a set listed by JobManager.job_sets() reads its plan and jobs on first use
+        self._lazy_lock = threading.RLock()
+        self._materialize = materialize
+        if plan is not None:
+            self._set_plan(plan, names, seeds, kind, layout, run_options, unstored_options)
+
+    def _set_plan(
+        self,
+        plan: Plan,
+        names: list[str] | Callable[[], list[str]] | None,
+        seeds: list[int | None] | None,
+        kind: Any,
+        layout: dict | None,
+        run_options: dict[str, Any] | None,
+        unstored_options: list[str] | None,
+    ) -> None:
+        self._kind_name = kind.name if kind is not None else "circuits"
+        self._layout = layout  # PUB work: the PUBs' shapes and the pieces they were cut into
+        self._run_options = dict(run_options or {})
+        self._unstored_options = list(unstored_options or [])
+        self._index = ExperimentIndex(
+            names if names is not None else (lambda: self._store.job_set_names(self._id)),
+            plan.n_experiments,
+        )
+        managed = [ManagedJob(spec) for spec in plan.jobs]
+        for mj, seed in zip(managed, seeds or []):
+            mj.seed = seed
+        self._managed = managed
+        self._plan = plan
+
+    def __getattr__(self, name: str) -> Any:
+        # only for what a lazily listed set has not read yet (see JobManager.job_sets)
+        if name in _LAZY:
+            lazy_lock = self.__dict__.get("_lazy_lock")
+            if lazy_lock is not None and self.__dict__.get("_materialize") is not None:
+                with lazy_lock:
+                    load = self.__dict__.get("_materialize")
+                    if load is not None:
+                        self.__dict__["_materialize"] = None
+                        try:
+                            load(self)
+                        except BaseException:
+                            self.__dict__["_materialize"] = load
+                            raise
+                if name in self.__dict__:
+                    return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _items(self, mj: ManagedJob) -> str:
         """What a job runs: "experiments a-b", or "PUBs a-b" (with the parameter sets of a PUB
@@ -149,7 +210,9 @@ class ManagedJobSet:
         return kind
 
     def _load_from_store(self) -> None:
-        """For a set retrieved from the store: its jobs now, its kept results on first use."""
+        """For a set retrieved from the store: its jobs and what is kept of their outcomes
+        (status, error, state) now, reading job rows only; each record is read on first use
+        (``results()`` reads them all in one sweep)."""
         rows = self._store.jobs(self._id)
         for idx, (job_id, status, error) in rows.items():
             if not isinstance(idx, int) or not 0 <= idx < len(self._managed):
@@ -165,6 +228,14 @@ class ManagedJobSet:
                     "submitted; it may or may not exist on the backend "
                     "(resume(resubmit_uncertain=True) submits it again)"
                 )
+        for idx, (status, error, has_record, state) in self._store.kept_outcomes(self._id).items():
+            if not 0 <= idx < len(self._managed) or status not in JobStatus.__members__:
+                continue
+            mj = self._managed[idx]
+            if mj.outcome is None:
+                mj.outcome = StoredOutcome(
+                    JobStatus[status], error, has_record, state, self._record_loader(idx)
+                )
         for idx, history in self._store.attempts(self._id).items():
             if isinstance(idx, int) and 0 <= idx < len(self._managed):
                 self._managed[idx].history = history
@@ -177,18 +248,46 @@ class ManagedJobSet:
                 mj.submit_error = (
                     "never submitted (the submitting process ended first; resume() submits it)"
                 )
-            mj.submitted.set()
-        self._unloaded = True
+            mj.submitted.set()  # (no listener yet)
         self._retrieved = True
 
+    def _record_loader(self, idx: int) -> Callable[[], Any]:
+        store, job_set_id = self._store, self._id
+
+        def load() -> Any:
+            return store.records(job_set_id, [idx]).get(idx)
+
+        return load
+
     def _ensure_loaded(self) -> None:
-        if self._unloaded:
-            with self._lock:
-                if self._unloaded:
-                    for idx, outcome in self._store.outcomes(self._id).items():
-                        if self._managed[idx].outcome is None:
-                            self._managed[idx].outcome = outcome
-                    self._unloaded = False
+        """What is kept of a retrieved set is read with its jobs (records on first use)."""
+
+    def _load_records(self) -> None:
+        """Read, in one sweep, every kept record not read yet. A record that does not read back
+        (a damaged file) leaves its job without an outcome: it is fetched again if it can be."""
+        unread = [
+            mj
+            for mj in self._managed
+            if isinstance(mj.outcome, StoredOutcome) and not mj.outcome.loaded
+        ]
+        if not unread:
+            return
+        records = self._store.records(
+            self._id, None if len(unread) > 500 else [m.index for m in unread]
+        )
+        for mj in unread:
+            outcome = mj.outcome
+            if not isinstance(outcome, StoredOutcome) or outcome.loaded:
+                continue
+            record = records.get(mj.index)
+            if record is None:
+                mj.outcome = None  # does not read back: as if never fetched
+                continue
+            if isinstance(record, PooledRecord) and outcome.state == DONE:
+                # the store says every experiment succeeded: nothing to read to know it
+                record._success = True
+                record._successes = np.ones(mj.end_index - mj.start_index + 1, dtype=bool)
+            outcome.record = record
 
     # -- identity --------------------------------------------------------------------------------
 
@@ -273,6 +372,8 @@ class ManagedJobSet:
                 self._executor = DaemonPool(
                     max_workers=self._max_workers, thread_name_prefix=f"qjm-{self._id[:8]}"
                 )
+                # a set nobody holds any more stops its threads (they hold nothing of it)
+                weakref.finalize(self, self._executor.shutdown, False)
             return self._executor
 
     def _set_max_workers(self, max_workers: int) -> None:
@@ -307,7 +408,7 @@ class ManagedJobSet:
             if future.cancelled() and not mj.submitted.is_set():
                 mj.submit_error = why
                 self._store_job(mj)
-                mj.submitted.set()
+                self._submission_ended(mj)
 
     # -- submission -----------------------------------------------------------------------------
 
@@ -358,7 +459,9 @@ class ManagedJobSet:
             for mj in self._managed:
                 if mj.holds_slot and mj.job is not None and mj.outcome is None:
                     if mj.fetch_future is None or mj.fetch_future.done():
-                        mj.fetch_future = self._pool().submit(self._fetch_one, mj, False)
+                        mj.fetch_future = self._pool().submit(
+                            self._fetch_one, mj, False, first=True
+                        )
                     looks.append(mj.fetch_future)
             if looks:
                 wait(looks, timeout=pause, return_when=FIRST_COMPLETED)
@@ -480,7 +583,7 @@ class ManagedJobSet:
             try:
                 self._store_job(mj)
             finally:
-                mj.submitted.set()
+                self._submission_ended(mj)
                 if mj.job is None:
                     self._slot_freed(mj)
 
@@ -509,10 +612,12 @@ class ManagedJobSet:
         if self._work is None:
             self._check_resubmittable("retry_failed()")
         items = [self._items_of(mj) for mj in failed]  # all known before any is submitted
+        self._started()
         self._stop_submitting.clear()
         for mj, work in zip(failed, items):
             self._note(mj, mj.job_id, f"retried: {mj.error_message()}")
             mj.job = None
+            mj.job_ref = None
             mj.job_id = None
             mj.submit_error = None
             mj.fetch_error = None
@@ -556,14 +661,35 @@ class ManagedJobSet:
         went wrong), kept in memory and in the store."""
         entry = (time.time(), job_id, what)
         mj.history.append(entry)
-        try:
-            self._store.add_attempt(self._id, mj.index, *entry)
-        except StoreError as exc:  # the history is kept in memory; the result is what matters
+        try:  # queued: the history is kept in memory too; the result is what matters
+            self._store.add_attempt(self._id, mj.index, *entry, wait=False)
+        except StoreError as exc:
             logger.warning("job %d's history is kept in memory only: %s", mj.index, exc)
 
     def _store_job(self, mj: ManagedJob) -> None:
-        status = mj.outcome.status.name if mj.outcome is not None else None
-        self._store.set_job(self._id, mj.index, mj.job_id, status, mj.submit_error, mj.times)
+        """A job's row (queued; a failure is logged)."""
+        outcome = mj.outcome
+        status = outcome.status.name if outcome is not None else None
+        kept = outcome_state(outcome) if outcome is not None else None
+        try:
+            self._store.set_job(
+                self._id,
+                mj.index,
+                mj.job_id,
+                status,
+                mj.submit_error,
+                dict(mj.times),
+                kept=kept,
+                wait=False,
+                callback=_log_store_failure,
+            )
+        except StoreError as exc:
+            logger.warning("job %d's row is not in the store: %s", mj.index, exc)
+
+    def _submission_ended(self, mj: ManagedJob) -> None:
+        mj.submitted.set()
+        for listener in list(self._submit_listeners):
+            listener(mj)
 
     def _wait_submitted(self, deadline: float) -> None:
         for mj in self._managed:
@@ -575,6 +701,7 @@ class ManagedJobSet:
                     + self._ranges(waiting),
                     missing=[(m.index, m.start_index, m.end_index) for m in waiting],
                 )
+        self._store.flush()  # submission ended: the journal holds every job id
 
     def _attach(self, finished: bool = False) -> None:
         """For a set retrieved from the store: reattach its jobs to the backend by job id; the
@@ -634,10 +761,11 @@ class ManagedJobSet:
         Does not wait for submission: a job still being submitted is ``INITIALIZING``. A set
         retrieved with a backend is reattached first, so its statuses are the real ones.
         """
-        self._ensure_loaded()
         if self._backend is not None and not self._attached and self._unsubmitted_done():
             self._attach()
-        return [mj.status() for mj in self._managed]
+        statuses = [mj.status() for mj in self._managed]
+        self._check_finished()
+        return statuses
 
     def _unsubmitted_done(self) -> bool:
         return all(mj.submitted.is_set() for mj in self._managed)
@@ -679,6 +807,7 @@ class ManagedJobSet:
             return []
         self._check_resubmittable("resume()")
         work = [self._items_of(mj) for mj in todo]  # all known before any is submitted
+        self._started()
         self._stop_submitting.clear()
         for mj, items in zip(todo, work):
             self._note(mj, None, f"resumed: {mj.submit_error}")
@@ -704,6 +833,7 @@ class ManagedJobSet:
     def jobs(self) -> list[JobV1 | None]:
         """The backend job of every job (None where submission failed), after submission ended."""
         self._wait_submitted(math.inf)
+        self._rehold(self._managed)
         self._attach(finished=True)
         return [mj.job for mj in self._managed]
 
@@ -719,6 +849,7 @@ class ManagedJobSet:
         i = self._index.resolve(experiment)
         job_index, k = self._plan.locate(i)
         self._wait_submitted(math.inf)
+        self._rehold([self._managed[job_index]])
         self._attach(finished=True)
         return self._managed[job_index].job, k
 
@@ -726,6 +857,7 @@ class ManagedJobSet:
         """Every (job, index in that job) that holds a shot part of ``experiment``, in order."""
         i = self._index.resolve(experiment)
         self._wait_submitted(math.inf)
+        self._rehold([self._managed[j] for j, _ in self._plan.parts(i)])
         self._attach(finished=True)
         return [(self._managed[j].job, k) for j, k in self._plan.parts(i)]
 
@@ -742,7 +874,7 @@ class ManagedJobSet:
         for mj in waiting:
             mj.submit_error = "cancelled while waiting for a slot (max_active_jobs)"
             self._store_job(mj)
-            mj.submitted.set()
+            self._submission_ended(mj)
         self._wait_submitted(math.inf)
         for mj in self._managed:
             if mj.job is not None and mj.outcome is None:
@@ -870,7 +1002,9 @@ class ManagedJobSet:
         """The results of every job, fetched in parallel against one deadline.
 
         A result is kept (in memory and in the store) the moment it arrives; a later call waits only
-        for the jobs still missing and never asks the backend again for a kept result.
+        for the jobs still missing and never asks the backend again for a kept result. Every
+        result this returns is committed to the store before it returns (a result the store
+        could not take is kept in memory, and ``error_messages()`` says so).
 
         Args:
             timeout: seconds for the whole call; None waits for ever, 0 does not wait.
@@ -887,17 +1021,30 @@ class ManagedJobSet:
         """
         timeout = check_timeout(timeout)
         deadline = math.inf if timeout is None else time.monotonic() + timeout
-        self._wait_submitted(deadline)
-        self._ensure_loaded()
+        self._load_records()  # a retrieved set: its kept records, in one sweep
+        if refresh:
+            self._wait_submitted(deadline)
+            self._rehold(self._managed)
         self._attach(finished=refresh)
         if self._retrieved:
             self._confirm_kept()
+        # every job with a result to fetch, and every job still being submitted: each is
+        # fetched as soon as its submission ends (not once all have)
         wanted = [
-            mj for mj in self._managed if mj.job is not None and (refresh or mj.outcome is None)
+            mj
+            for mj in self._managed
+            if (refresh or mj.outcome is None) and (mj.job is not None or not mj.submitted.is_set())
         ]
         if wanted:
-            self._fetch(wanted, deadline, refresh, progress)
-        return self._results(partial)
+            try:
+                self._fetch(wanted, deadline, refresh, progress)
+            except JobManagerTimeoutError:
+                self._store.flush()  # what arrived is committed before the caller hears
+                raise
+        self._store.flush()  # a result counts as kept once committed (or said not to be)
+        results = self._results(partial)
+        self._check_finished()
+        return results
 
     def _results(self, partial: bool) -> Any:
         records = []
@@ -921,14 +1068,42 @@ class ManagedJobSet:
 
         pool = self._pool()
         remaining = {mj.index: mj for mj in wanted}
-        next_poll = dict.fromkeys(remaining, 0.0)
         backoff = dict.fromkeys(remaining, _POLL_FIRST)
-        # a look started by an earlier call and still running is adopted, not repeated
-        watching = {
-            mj.index: mj.fetch_future
-            for mj in wanted
-            if mj.fetch_future is not None and not mj.fetch_future.done()
-        }
+        finished: queue.SimpleQueue[int] = queue.SimpleQueue()  # jobs whose look has ended
+        watching: dict[int, Future] = {}
+        due: list[tuple[float, int]] = []  # (when, job): looks to start, soonest first
+        # rung by every look that ends: one future to wait on, whatever the number of jobs
+        bell_lock = threading.Lock()
+        bell: list[Future] = [Future()]
+
+        def ended(index: int) -> None:
+            finished.put(index)
+            with bell_lock:
+                if not bell[0].done():
+                    bell[0].set_result(None)
+
+        def watch(index: int, future: Future) -> None:
+            watching[index] = future
+            future.add_done_callback(lambda _, index=index: ended(index))
+
+        submitting: set[int] = set()  # jobs whose submission has not ended yet
+        arrived: queue.SimpleQueue[int] = queue.SimpleQueue()  # ... and now has
+
+        def submitted(mj: ManagedJob) -> None:
+            arrived.put(mj.index)
+            with bell_lock:
+                if not bell[0].done():
+                    bell[0].set_result(None)
+
+        self._submit_listeners.append(submitted)  # before looking: no submission is missed
+        for mj in wanted:
+            if not mj.submitted.is_set():
+                submitting.add(mj.index)
+            elif mj.fetch_future is not None and not mj.fetch_future.done():
+                watch(mj.index, mj.fetch_future)  # a look started by an earlier call: adopted
+            else:
+                due.append((0.0, mj.index))
+        heapq.heapify(due)
         bar = tqdm(
             total=len(self._managed),
             initial=len(self._managed) - len(wanted),
@@ -938,21 +1113,45 @@ class ManagedJobSet:
         )
         try:
             while remaining:
-                now = time.monotonic()
-                for index, mj in remaining.items():
-                    if index not in watching and next_poll[index] <= now:
-                        mj.fetch_future = pool.submit(self._fetch_one, mj, refresh)
-                        watching[index] = mj.fetch_future
                 progressed = False
-                for index, future in list(watching.items()):
-                    if not future.done():
+                with bell_lock:
+                    if bell[0].done():
+                        bell[0] = Future()
+                while submitting:
+                    try:
+                        index = arrived.get_nowait()
+                    except queue.Empty:
+                        break
+                    if index not in submitting:
                         continue
+                    submitting.discard(index)
+                    if remaining[index].job is None:  # its submission failed: nothing to fetch
+                        del remaining[index]
+                        bar.update(1)
+                        progressed = True
+                    else:
+                        heapq.heappush(due, (0.0, index))
+                now = time.monotonic()
+                while due and due[0][0] <= now:
+                    index = heapq.heappop(due)[1]
+                    mj = remaining.get(index)
+                    if mj is not None and index not in watching:
+                        mj.fetch_future = pool.submit(self._fetch_one, mj, refresh)
+                        watch(index, mj.fetch_future)
+                while True:
+                    try:
+                        index = finished.get_nowait()
+                    except queue.Empty:
+                        break
+                    future = watching.get(index)
+                    if future is None or not future.done():
+                        continue  # not the look this call is waiting for
                     del watching[index]
                     found = _NOT_READY if future.cancelled() else future.result()
+                    mj = remaining[index]
                     if found == _NOT_READY:
-                        next_poll[index] = max(
-                            time.monotonic() + backoff[index], remaining[index].retry_at
-                        )
+                        when = max(time.monotonic() + backoff[index], mj.retry_at)
+                        heapq.heappush(due, (when, index))
                         cap = min(
                             max(_POLL_CAP_MIN, _POLL_COST_FACTOR * mj.status_seconds),
                             _POLL_CAP_MAX,
@@ -967,17 +1166,27 @@ class ManagedJobSet:
                     break
                 if progressed:
                     continue
-                wake = min([deadline] + [next_poll[i] for i in remaining if i not in watching])
-                timeout = None if math.isinf(wake) else max(0.0, wake - now)
-                if watching:
-                    wait(list(watching.values()), timeout=timeout, return_when=FIRST_COMPLETED)
-                elif timeout:
-                    time.sleep(timeout)
+                wake = min(deadline, due[0][0] if due else math.inf)
+                # bounded waits: Ctrl-C is seen at once, and nothing waits for ever unwoken
+                pause = min(max(0.0, wake - now), 1.0)
+                if watching or submitting:
+                    wait([bell[0]], timeout=pause, return_when=FIRST_COMPLETED)
+                elif pause:
+                    time.sleep(pause)
         finally:
+            self._submit_listeners.remove(submitted)
             # on the deadline and on KeyboardInterrupt: cancel the looks not yet started
             for future in watching.values():
                 future.cancel()
             bar.close()
+        if submitting:
+            waiting = [m for m in self._managed if not m.submitted.is_set()]
+            if waiting:
+                raise JobManagerTimeoutError(
+                    f"timed out while {len(waiting)} job(s) were still being submitted: "
+                    + self._ranges(waiting),
+                    missing=[(m.index, m.start_index, m.end_index) for m in waiting],
+                )
         if remaining:
             late = sorted(remaining.values(), key=lambda m: m.index)
             raise JobManagerTimeoutError(
@@ -1080,24 +1289,128 @@ class ManagedJobSet:
                 self._release(mj, kept=True)
 
     def _keep(self, mj: ManagedJob, outcome: JobOutcome) -> None:
-        """Keep a final outcome: committed to the store first, then in memory. A store that
-        cannot take it (disk full, read-only) does not lose it: it stays in memory, and the job
-        says it was not persisted (``error_messages()``, ``report()``)."""
+        """Keep a final outcome: in memory at once, and in the store by its writer, with the
+        job's row in the same transaction. An outcome whose backend serves it once is committed
+        before this returns, and only then is the backend told it may discard it; any other is
+        queued, and ``results()`` waits for the store before it returns. A store that cannot
+        take it (disk full, read-only) does not lose it: it stays in memory, and the job says it
+        was not persisted (``error_messages()``, ``report()``)."""
         hold = outcome.record is not None and self._kind().needs_release(mj.job)
+        mj.times.setdefault("kept", time.time())
+        mj.persist_error = None
+        outcome = self._pooled(mj, outcome)
+
+        def stored(error: StoreError | None) -> None:  # on the store's writer thread
+            if error is not None:
+                mj.persist_error = str(error)
+                logger.warning("job %d's result is kept in memory only: %s", mj.index, error)
+
         try:
-            self._store.put_outcome(self._id, mj.index, outcome, unconfirmed=hold)
-            mj.persist_error = None
-        except StoreError as exc:
+            self._store.put_outcome(
+                self._id,
+                mj.index,
+                outcome,
+                unconfirmed=hold,
+                job=(mj.job_id, mj.submit_error, dict(mj.times)),
+                wait=hold,
+                callback=None if hold else stored,
+            )
+        except Exception as exc:  # noqa: BLE001 - a StoreError, or a record that cannot be written
             mj.persist_error = str(exc)
             logger.warning("job %d's result is kept in memory only: %s", mj.index, exc)
         else:
             if hold:
                 self._release(mj)
-        mj.times.setdefault("kept", time.time())
         mj.outcome = outcome
         mj.fetch_error = None
-        try:
-            self._store_job(mj)
-        except StoreError as exc:
-            mj.persist_error = mj.persist_error or str(exc)
+        self._drop_job(mj)
         self._slot_freed(mj)
+
+    def _pooled(self, mj: ManagedJob, outcome: JobOutcome) -> JobOutcome:
+        """A circuits job's outcome with its record as the bytes the store keeps (a
+        :class:`~qjm.records.PooledRecord`, decoded again experiment by experiment as it is
+        read), so the set holds each result once, compactly, and no Python object per value."""
+        record = outcome.record
+        if (
+            record is None
+            or self._kind_name != "circuits"
+            or self._store.path == ":memory:"
+            or not isinstance(record, JobRecord)
+            or isinstance(record, PooledRecord)
+        ):
+            return outcome
+        try:
+            pooled = PooledRecord.of(record, encode_record(record))
+        except Exception as exc:  # noqa: BLE001 - kept as it is; the store says why not
+            logger.warning("job %d's result is kept as decoded: %s", mj.index, exc)
+            return outcome
+        return JobOutcome(outcome.status, pooled, outcome.error)
+
+    def _drop_job(self, mj: ManagedJob) -> None:
+        """Once a circuits job's outcome is kept, let go of the backend's job when it holds a
+        copy of the result (a qiskit ``Result`` that qjm decoded into its own arrays, as an
+        ``AerJob`` does): a weak reference finds it again while anyone else holds it; else it is
+        reattached by id, or stood in for by a :class:`~qjm.managedjob.KeptJob`, when asked for
+        (``jobs()``, ``job()``). A job that handed over its columnar record (``qjm serve``'s,
+        Dask's) shares it with qjm, and is kept."""
+        if self._kind_name != "circuits" or mj.job is None:
+            return
+        if callable(getattr(mj.job, "columnar_result", None)):
+            return  # it handed over its record itself: qjm's copy is the job's, held once
+        try:
+            mj.job_ref = weakref.ref(mj.job)
+        except TypeError:  # cannot be referenced weakly: kept
+            return
+        mj.job = None
+
+    def _rehold(self, jobs: list[ManagedJob]) -> None:
+        """The backend jobs of ``jobs`` whose outcome was kept and whose job was let go: the same
+        object while it is alive, else the backend's job by id where it can look one up, else a
+        :class:`~qjm.managedjob.KeptJob` serving the kept result."""
+        lost = []
+        for mj in jobs:
+            if mj.job is None and mj.job_ref is not None:
+                job = mj.job_ref()
+                mj.job_ref = None
+                if job is not None:
+                    mj.job = job
+                elif mj.job_id is not None and mj.outcome is not None:
+                    lost.append(mj)
+        if not lost:
+            return
+        kind = self._kind()
+        try:
+            found = kind.retrieve_jobs([mj.job_id for mj in lost])
+        except Exception:  # noqa: BLE001 - then one by one
+            found = None
+        if found is None:
+
+            def one(mj: ManagedJob) -> Any:
+                try:
+                    return kind.retrieve_job(mj.job_id)
+                except Exception:  # noqa: BLE001 - a KeptJob stands in
+                    return None
+
+            found = list(self._pool().map(one, lost))
+        for mj, job in zip(lost, found):
+            if job is None:
+                job = KeptJob(self._backend, mj.job_id, mj.outcome)
+            else:
+                self._kind().name_reader(job, self._tag(mj))
+            mj.job = job
+
+    def _check_finished(self) -> None:
+        """Tell the manager when nothing of this set is under way any more (it then keeps the
+        set only while someone else does)."""
+        hook = self._on_finished
+        if hook is None or self._waiting:
+            return
+        for mj in self._managed:
+            if mj.outcome is None and (mj.job is not None or not mj.submitted.is_set()):
+                return
+        hook(self, False)
+
+    def _started(self) -> None:
+        """Work under way again (retry_failed, resume): the manager holds the set."""
+        if self._on_finished is not None:
+            self._on_finished(self, True)

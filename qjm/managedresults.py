@@ -145,7 +145,12 @@ class ManagedResults:
             if record is None:
                 available[spec.start : spec.stop] = False
             elif not record.success:
-                ok = [e.success for e in record.experiments[: spec.stop - spec.start]]
+                successes = getattr(record, "successes", None)  # known without decoding
+                ok = (
+                    successes()[: spec.stop - spec.start].tolist()
+                    if successes is not None
+                    else [e.success for e in record.experiments[: spec.stop - spec.start]]
+                )
                 ok += [False] * (spec.stop - spec.start - len(ok))
                 available[spec.start : spec.stop] &= np.array(ok, dtype=bool)
         self._available = available

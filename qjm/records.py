@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import numbers
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +96,136 @@ class JobRecord:
         return Result(
             results=[e.to_experiment_result() for e in self.experiments], **fresh(self.fields)
         )
+
+
+_DECODING = threading.Lock()  # an experiment of a PooledRecord is decoded once
+
+
+class PooledRecord(JobRecord):
+    """A circuits job's record kept as its bytes in the store's pooled layout (:mod:`qjm.wire`,
+    :func:`~qjm.wire.encode_record`) and read as it is used: nothing is decoded to hold it, to
+    store it or to count its successes; an experiment is decoded (and kept) when first read.
+
+    A job set holds its results this way once they are kept, so a large set holds a few
+    ``bytes`` objects rather than millions of Python objects (which Python's garbage collector
+    would walk again and again), and each result once.
+
+    Args:
+        blob: the bytes (:func:`qjm.wire.encode_record` of a circuits record).
+        successes: whether each experiment succeeded, when known (else read from the header).
+        success: whether the job succeeded, when known.
+    """
+
+    def __init__(
+        self,
+        blob: bytes,
+        successes: np.ndarray | None = None,
+        success: bool | None = None,
+    ):
+        self.blob = blob
+        self._successes = successes
+        self._success = success
+        self._reader: Any = None
+        self._fields: dict | None = None
+        self._experiments: list[ExperimentRecord | None] | None = None
+        self._view: _Experiments | None = None
+
+    @classmethod
+    def of(cls, record: JobRecord, blob: bytes) -> PooledRecord:
+        """The pooled form of ``record``, whose bytes are ``blob``."""
+        return cls(
+            blob,
+            np.fromiter((e.success for e in record.experiments), dtype=bool),
+            record.success,
+        )
+
+    def _read(self) -> Any:
+        reader = self._reader
+        if reader is None:
+            from qjm.wire import PooledReader
+
+            reader = self._reader = PooledReader(self.blob)
+        return reader
+
+    @property  # type: ignore[override]
+    def fields(self) -> dict[str, Any]:
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = self._read().fields()
+        return fields
+
+    @property  # type: ignore[override]
+    def experiments(self) -> Sequence[ExperimentRecord]:
+        view = self._view
+        if view is None:
+            view = self._view = _Experiments(self)
+        return view
+
+    @property
+    def success(self) -> bool:
+        if self._success is None:
+            self._success = bool(self.fields.get("success", False))
+        return self._success
+
+    def successes(self) -> np.ndarray:
+        """Whether each experiment succeeded, without decoding any."""
+        if self._successes is None:
+            self._successes = np.array(self._read().successes(), dtype=bool)
+        return self._successes
+
+    def experiment(self, k: int) -> ExperimentRecord:
+        decoded = self._experiments
+        if decoded is None:
+            with _DECODING:
+                decoded = self._experiments
+                if decoded is None:
+                    decoded = self._experiments = [None] * len(self._read())
+        exp = decoded[k]
+        if exp is None:
+            with _DECODING:  # decoded once and kept: its part of the header is let go
+                exp = decoded[k]
+                if exp is None:
+                    exp = decoded[k] = self._read().experiment(k, keep=False)
+        return exp
+
+    def __len__(self) -> int:
+        if self._successes is not None:
+            return len(self._successes)
+        return len(self._read())
+
+    def __repr__(self) -> str:
+        return f"PooledRecord({len(self.blob)} bytes, {len(self)} experiments)"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PooledRecord):
+            return self.blob == other.blob
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Experiments(Sequence):
+    """The experiments of a :class:`PooledRecord`, each decoded when first read."""
+
+    def __init__(self, record: PooledRecord):
+        self._record = record
+
+    def __len__(self) -> int:
+        return len(self._record)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self._record.experiment(i) for i in range(*k.indices(len(self)))]
+        n = len(self)
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError("experiment index out of range")
+        return self._record.experiment(k)
+
+    def __iter__(self) -> Any:
+        for k in range(len(self)):
+            yield self._record.experiment(k)
 
 
 def outcomes_to_hex(outcomes: np.ndarray) -> list[str]:
@@ -227,6 +359,8 @@ def _kind(items: list) -> str:
     if not items:
         return "hex"
     first = items[0]
+    if type(first) is str and all(type(k) is str for k in items):
+        return "hex" if first.startswith("0x") else "bits"
     if isinstance(first, str):
         if not all(isinstance(k, str) for k in items):
             raise _NotOutcomes("mixed key types")
@@ -256,6 +390,13 @@ def _count_values(values: list) -> np.ndarray | None:
     """Counts as int64, or None when they are not all non-negative integers (kept as sent)."""
     if not values:
         return np.zeros(0, dtype=np.int64)
+    if all(type(v) is int for v in values):  # what backends send: plain ints, checked fast
+        if min(values) < 0:
+            return None
+        try:
+            return np.array(values, dtype=np.int64)
+        except OverflowError:
+            return None
     if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
         return None
     try:
@@ -263,6 +404,32 @@ def _count_values(values: list) -> np.ndarray | None:
     except OverflowError:
         return None
     return arr if arr.min() >= 0 else None
+
+
+_OPTIONAL = ("header", "status", "seed", "meas_return")
+
+
+def _experiment_dict(exp: ExperimentResult) -> dict[str, Any]:
+    """``exp.to_dict()``, the same dict in the same order, read from the object's attributes
+    (qiskit's asks ``hasattr`` four times, each a failed look-up through ``__getattr__``)."""
+    if type(exp) is not ExperimentResult or type(exp.data) is not ExperimentResultData:
+        return exp.to_dict()
+    attrs = exp.__dict__
+    metadata = attrs["_metadata"]
+    data = exp.data.__dict__
+    out = {
+        "shots": attrs["shots"],
+        "success": attrs["success"],
+        "data": {name: data[name] for name in data["_data_attributes"]},
+        "meas_level": attrs["meas_level"],
+    }
+    for name in _OPTIONAL:
+        if name in attrs:
+            out[name] = attrs[name]
+        elif name in metadata:
+            out[name] = metadata[name]
+    out.update(metadata)
+    return out
 
 
 def decode_experiment(exp: ExperimentResult) -> ExperimentRecord:
@@ -274,7 +441,7 @@ def decode_experiment(exp: ExperimentResult) -> ExperimentRecord:
     strings) is also kept as sent, so that ``data()`` and ``get_counts()`` read exactly as
     qiskit's would. Never raises for data qiskit's ``Result`` accepts.
     """
-    fields = exp.to_dict()
+    fields = _experiment_dict(exp)
     data = dict(fields.pop("data"))
     record = ExperimentRecord(fields=fields, data=data)
     slots = record.header.get("memory_slots") if isinstance(record.header, dict) else None

@@ -1,29 +1,46 @@
 """The store: job sets, their jobs and every fetched result, in an embedded SQLite file.
 
 The default file is ``$QJM_HOME/jobsets.sqlite`` (``~/.qjm`` when ``QJM_HOME`` is unset). The file
-runs in WAL mode, so several threads and several processes can use it at once; each write is its own
-short transaction. ``":memory:"`` keeps job sets in this process only, and no results: the job sets
-of the process hold those.
+runs in WAL mode, so several threads and several processes can use it at once. ``":memory:"`` keeps
+job sets in this process only, and no results: the job sets of the process hold those.
+
+One writer per store: every write of this process goes through one queue to one thread, which
+commits whatever has queued up in one transaction (a group commit), so threads that fetch results
+never wait on each other for SQLite. A caller that must know its write is committed before it goes
+on waits for it (a job set, the journal's intent before a submission, a result before a backend
+that serves it once is told it is kept); every other write is queued and committed within
+milliseconds, in order. Every read of this process first waits for the writes it queued before
+(:meth:`Store.flush`), so it reads what it wrote; ``ManagedJobSet.results()`` flushes before it
+returns, so a result counts as kept only once committed. A write that fails (disk full, read-only)
+is reported to whoever queued it; the writes queued with it in one transaction are then committed
+one by one, so one failure costs no other write. Writes still queued when the interpreter exits are
+committed first (for up to :data:`EXIT_FLUSH_SECONDS`).
 
 Nothing in the store is a pickle: a fetched result is kept as its status, its error and its record
-in qjm's columnar format (:mod:`qjm.wire`: a JSON header and raw array bytes, the format the job
-service sends), so a store file can be shared and opened without running anything inside it. The
-schema carries a version (table ``qjm_meta``) and migrates forward. A file that is not a qjm store
-(another application's SQLite file, a corrupt file, a file of a newer qjm) is refused with an error
-that names it, and is never modified. New store files are private to their user (mode 0600).
+in qjm's columnar format (:mod:`qjm.wire`: a JSON header and raw array bytes), so a store file can be
+shared and opened without running anything inside it. A kept job's state (done, partial, failed,
+cancelled) is also kept in table ``kept_states``, so statuses and reports read job rows only, never
+a record. The schema carries a version (table ``qjm_meta``) and migrates forward. A file
+that is not a qjm store (another application's SQLite file, a corrupt file, a file of a newer qjm)
+is refused with an error that names it, and is never modified. New store files are private to their
+user (mode 0600).
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
 import io
 import json
 import logging
 import os
 import pickle
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +49,7 @@ from qjm.outcome import JobOutcome
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _QJM_TABLES = {
     "job_sets",
@@ -43,12 +60,19 @@ _QJM_TABLES = {
     "attempts",
     "unconfirmed",
     "job_times",
+    "kept_states",
 }
 # a job's status in the journal while it is being submitted (its intent is recorded, its job id
 # not yet): a set retrieved with this status left over ended while submitting
 SUBMITTING = "SUBMITTING"
 # a job's timings, the columns of table job_times (ManagedJob.times)
 _TIMES = ("submitted", "running", "finished", "kept")
+# the writer: at most this many writes, or this many bytes of records, in one transaction; a
+# writer with nothing to do for _IDLE seconds ends (the next write starts another)
+_MAX_WRITES = 2000
+_MAX_BYTES = 64 << 20
+_IDLE = 2.0
+EXIT_FLUSH_SECONDS = 30.0
 
 
 class StoreError(JobManagerError):
@@ -104,6 +128,13 @@ CREATE TABLE IF NOT EXISTS job_times (
     kept REAL,
     PRIMARY KEY (job_set_id, idx)
 );
+CREATE TABLE IF NOT EXISTS kept_states (
+    job_set_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (job_set_id, idx)
+);
 """
 _RESULTS_V2 = """CREATE TABLE IF NOT EXISTS results (
     job_set_id TEXT NOT NULL,
@@ -117,11 +148,75 @@ _RESULTS_V2 = """CREATE TABLE IF NOT EXISTS results (
 _META = "CREATE TABLE IF NOT EXISTS qjm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
 _SCHEMA += _RESULTS_V2 + ";\n" + _META + ";\n"
 
+# a job's row: its job id, status and error; its timings; the state of its kept outcome
+_JOB_ROW = (
+    "INSERT INTO jobs VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO UPDATE "
+    "SET job_id = excluded.job_id, status = excluded.status, error = excluded.error"
+)
+_TIMES_ROW = "INSERT OR REPLACE INTO job_times VALUES (?, ?, ?, ?, ?, ?)"
+_STATE_ROW = "INSERT OR REPLACE INTO kept_states VALUES (?, ?, ?, ?)"
+
 
 def default_store_path() -> Path:
     """``$QJM_HOME/jobsets.sqlite``, with ``QJM_HOME`` defaulting to ``~/.qjm``."""
     home = os.environ.get("QJM_HOME") or os.path.join(os.path.expanduser("~"), ".qjm")
     return Path(home) / "jobsets.sqlite"
+
+
+Statements = list[tuple[str, Any]]  # (sql, one tuple of parameters or a list of tuples)
+
+
+class _Writes(list):
+    """Statements to commit together, and how: ``wait`` (the caller waits for the commit),
+    ``callback`` (told when it is done, without ``wait``), ``nbytes`` (of records, to bound a
+    transaction). Every write goes through :meth:`Store._write_all` as one of these."""
+
+    def __init__(
+        self,
+        statements: Iterable[tuple[str, Any]] = (),
+        wait: bool = True,
+        callback: Callable[[StoreError | None], None] | None = None,
+        nbytes: int = 0,
+    ):
+        super().__init__(statements)
+        self.wait = wait
+        self.callback = callback
+        self.nbytes = nbytes
+
+
+class _Ticket:
+    """One queued write: done once committed or failed (``error``); ``event`` only for a
+    caller that waits."""
+
+    __slots__ = ("event", "error", "callback")
+
+    def __init__(self, callback: Callable[[StoreError | None], None] | None, wait: bool):
+        self.event = threading.Event() if wait else None
+        self.error: StoreError | None = None
+        self.callback = callback
+
+    def wait(self) -> None:
+        """Until the write is committed; raises its StoreError if it failed."""
+        self.event.wait()
+        if self.error is not None:
+            raise self.error
+
+
+# stores with a writer, committed at exit (see EXIT_FLUSH_SECONDS)
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+# every store of this process by file: a read waits for the writes any of them queued before
+_BY_FILE: dict[str, weakref.WeakSet] = {}
+_BY_FILE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for store in list(_OPEN):
+        try:
+            if not store.flush(timeout=EXIT_FLUSH_SECONDS):
+                logger.warning("the store %s: writes still queued at exit were lost", store.path)
+        except Exception:  # noqa: BLE001, S110 - nothing to do at exit but try the others
+            pass
 
 
 class Store:
@@ -133,7 +228,16 @@ class Store:
 
     def __init__(self, path: str | os.PathLike = ":memory:"):
         self.path = str(path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection: one statement or transaction at a time
+        self._qlock = threading.Lock()  # the write queue
+        self._work = threading.Condition(self._qlock)  # the writer waits for writes
+        self._drained = threading.Condition(self._qlock)  # flush() waits for the writer
+        self._queue: collections.deque[tuple[Statements, _Ticket, int]] = collections.deque()
+        self._queued = 0  # writes ever queued
+        self._done = 0  # writes ever finished (committed or failed), in queue order
+        self._writer: threading.Thread | None = None
+        self._idle = False  # the writer waits for work (to be woken)
+        self._closed = False
         if self.path == ":memory:":
             self._conn = sqlite3.connect(
                 self.path, timeout=60.0, check_same_thread=False, isolation_level=None
@@ -153,6 +257,9 @@ class Store:
             self._conn = sqlite3.connect(
                 self.path, timeout=60.0, check_same_thread=False, isolation_level=None
             )
+            with _BY_FILE_LOCK:
+                self._file = os.path.realpath(self.path)
+                _BY_FILE.setdefault(self._file, weakref.WeakSet()).add(self)
             with self._lock:
                 self._conn.execute("PRAGMA busy_timeout=60000")
                 if version is None:
@@ -170,7 +277,8 @@ class Store:
 
     def _set_version(self) -> None:
         # schema 2 to 3 only adds tables (the attempt history; results kept but not yet
-        # confirmed to a backend that serves them once; job timings), made by the script above
+        # confirmed to a backend that serves them once; job timings), and 3 to 4 one more (the
+        # state of each kept outcome), made by the script above
         self._conn.execute(
             "INSERT OR IGNORE INTO qjm_meta VALUES ('application', 'qjm'), ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
@@ -201,35 +309,162 @@ class Store:
             raise
 
     def close(self) -> None:
+        """Commit what is queued (for up to :data:`EXIT_FLUSH_SECONDS`), then close."""
+        self.flush(timeout=EXIT_FLUSH_SECONDS)
+        with self._qlock:
+            self._closed = True
+            self._work.notify_all()
         with self._lock:
             self._conn.close()
 
-    def _write(self, sql: str, rows: Iterable[tuple] | tuple) -> None:
-        self._write_all([(sql, rows)])
+    # -- the writer -------------------------------------------------------------------------------
 
-    def _write_all(self, statements: list[tuple[str, Iterable[tuple] | tuple]]) -> None:
-        """Statements in one transaction: all are committed, or none."""
+    def _enqueue(
+        self,
+        statements: Statements,
+        wait: bool,
+        nbytes: int = 0,
+        callback: Callable[[StoreError | None], None] | None = None,
+    ) -> _Ticket:
+        """Queue a write (statements committed together, or none of them). With ``wait``, return
+        once it is committed, raising StoreError if it failed; else return at once, and
+        ``callback(error or None)`` is called (on the writer's thread) when it is done."""
+        ticket = _Ticket(callback, wait)
+        with self._qlock:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            self._queue.append((statements, ticket, nbytes))
+            self._queued += 1
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._run, name="qjm-store-writer", daemon=True
+                )
+                self._writer.start()
+                _OPEN.add(self)
+            elif self._idle:
+                self._work.notify()
+        if wait:
+            ticket.wait()
+        return ticket
+
+    def _run(self) -> None:
+        """The writer: commit what is queued, in order, many writes per transaction."""
+        while True:
+            with self._qlock:
+                if not self._queue:
+                    self._idle = True
+                    self._work.wait(_IDLE)
+                    self._idle = False
+                    if not self._queue:
+                        self._writer = None
+                        return
+                batch = []
+                size = 0
+                while self._queue and len(batch) < _MAX_WRITES and size < _MAX_BYTES:
+                    item = self._queue.popleft()
+                    batch.append(item)
+                    size += item[2]
+            try:
+                self._commit(batch)
+            finally:
+                with self._qlock:
+                    self._done += len(batch)
+                    self._drained.notify_all()
+                # what was written (records' bytes) is not held while the writer waits
+                del batch, item
+
+    def _commit(self, batch: list[tuple[Statements, _Ticket, int]]) -> None:
+        error = self._transaction([statements for statements, _, _ in batch])
+        if error is None or len(batch) == 1:
+            for _, ticket, _ in batch:
+                self._finish(ticket, error)
+            return
+        # one write failed the transaction: each on its own, so the others are kept
+        for statements, ticket, _ in batch:
+            self._finish(ticket, self._transaction([statements]))
+
+    def _transaction(self, groups: list[Statements]) -> StoreError | None:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for sql, rows in statements:
-                        if isinstance(rows, tuple):
-                            self._conn.execute(sql, rows)
-                        else:
-                            self._conn.executemany(sql, rows)
+                    for sql, rows in _grouped(groups):
+                        self._conn.executemany(sql, rows)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
                     raise
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, ValueError, TypeError) as exc:
                 # the real error (disk full, read-only file...) with the store's path
-                raise StoreError(f"could not write to the store {self.path}: {exc}") from exc
+                return StoreError(f"could not write to the store {self.path}: {exc}")
+        return None
+
+    @staticmethod
+    def _finish(ticket: _Ticket, error: StoreError | None) -> None:
+        ticket.error = error
+        if ticket.callback is not None:
+            try:
+                ticket.callback(error)
+            except Exception:  # noqa: BLE001 - a callback's failure must not stop the writer
+                logger.exception("a store write's callback failed")
+        if ticket.event is not None:
+            ticket.event.set()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every write queued before this call is committed (or failed); False when
+        ``timeout`` seconds passed first."""
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._qlock:
+            target = self._queued
+            while self._done < target:
+                if end is None:
+                    self._drained.wait(1.0)
+                else:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._drained.wait(min(left, 1.0))
+        return True
+
+    def pending(self) -> int:
+        """Writes queued and not yet committed."""
+        with self._qlock:
+            return self._queued - self._done
+
+    def _write(self, sql: str, rows: Iterable[tuple] | tuple) -> None:
+        self._write_all([(sql, rows)])
+
+    def _write_all(self, statements: list[tuple[str, Iterable[tuple] | tuple]]) -> None:
+        """Statements in one transaction: all, or none. Committed before this returns, unless
+        ``statements`` is a :class:`_Writes` without ``wait`` (then queued).
+
+        Raises:
+            StoreError: waited for, and the store cannot be written.
+        """
+        self._enqueue(
+            [(sql, rows if isinstance(rows, tuple) else list(rows)) for sql, rows in statements],
+            wait=getattr(statements, "wait", True),
+            nbytes=getattr(statements, "nbytes", 0),
+            callback=getattr(statements, "callback", None),
+        )
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        self._flush_file()  # read what this process wrote
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
+
+    def _flush_file(self) -> None:
+        """Wait for the writes queued before now by every store of this process on this file
+        (a second ``JobManager`` on the same file reads what the first one wrote)."""
+        self.flush()
+        file = getattr(self, "_file", None)
+        if file is None:
+            return
+        with _BY_FILE_LOCK:
+            others = [s for s in _BY_FILE.get(file, ()) if s is not self]
+        for other in others:
+            other.flush()
 
     # -- job sets -----------------------------------------------------------------------------
 
@@ -259,9 +494,47 @@ class Store:
             ),
         )
 
-    def job_set(self, job_set_id: str) -> dict | None:
-        rows = self._read("SELECT * FROM job_sets WHERE id = ?", (job_set_id,))
-        return _job_set_row(rows[0]) if rows else None
+    def job_set(self, job_set_id: str, names: bool = True) -> dict | None:
+        """A job set's row; without ``names``, its experiment names are not read (see
+        :meth:`job_set_names`)."""
+        if names:
+            rows = self._read("SELECT * FROM job_sets WHERE id = ?", (job_set_id,))
+            return _job_set_row(rows[0]) if rows else None
+        rows = self._read(
+            "SELECT id, name, tags, backend_name, created, n_experiments, NULL, plan, run_options "
+            "FROM job_sets WHERE id = ?",
+            (job_set_id,),
+        )
+        return _job_set_row(rows[0], names=False) if rows else None
+
+    def job_set_names(self, job_set_id: str) -> list[str]:
+        """The experiment names of a job set, in order."""
+        rows = self._read("SELECT names FROM job_sets WHERE id = ?", (job_set_id,))
+        if not rows:
+            from qjm.exceptions import JobManagerUnknownJobSet
+
+            raise JobManagerUnknownJobSet(f"no job set with id {job_set_id!r} in {self.path}")
+        return json.loads(rows[0][0])
+
+    def job_set_listing(self, name: str | None = None) -> list[dict]:
+        """Every job set (oldest first; with ``name``, those of that name): its ``id``, ``name``,
+        ``tags``, ``backend_name`` and ``created``, nothing else read."""
+        where, args = ("", ()) if name is None else (" WHERE name = ?", (name,))
+        rows = self._read(
+            f"SELECT id, name, tags, backend_name, created FROM job_sets{where} "
+            "ORDER BY created, rowid",
+            args,
+        )
+        return [
+            {
+                "id": r[0],
+                "name": r[1],
+                "tags": json.loads(r[2]),
+                "backend_name": r[3],
+                "created": r[4],
+            }
+            for r in rows
+        ]
 
     def update_job_set(
         self, job_set_id: str, name: str | None = None, tags: list[str] | None = None
@@ -293,23 +566,18 @@ class Store:
         status: str | None,
         error: str | None,
         times: dict[str, float] | None = None,
+        kept: str | None = None,
+        wait: bool = True,
+        callback: Callable[[StoreError | None], None] | None = None,
     ) -> None:
         """A job's row; with ``times`` (``ManagedJob.times``), its timings in the same
-        transaction."""
-        statements: list[tuple[str, Any]] = [
-            (
-                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO UPDATE "
-                "SET job_id = excluded.job_id, status = excluded.status, error = excluded.error",
-                (job_set_id, idx, job_id, status, error),
-            )
-        ]
+        transaction; ``kept``: the state of its kept outcome (``qjm.summary``), if any. Without
+        ``wait``, queued (see :meth:`_enqueue`)."""
+        statements = _Writes([(_JOB_ROW, (job_set_id, idx, job_id, status, error))], wait, callback)
         if times is not None:
-            statements.append(
-                (
-                    "INSERT OR REPLACE INTO job_times VALUES (?, ?, ?, ?, ?, ?)",
-                    (job_set_id, idx, *(times.get(k) for k in _TIMES)),
-                )
-            )
+            statements.append((_TIMES_ROW, (job_set_id, idx, *(times.get(k) for k in _TIMES))))
+        if kept is not None and status is not None:
+            statements.append((_STATE_ROW, (job_set_id, idx, status, kept)))
         self._write_all(statements)
 
     def job_times(self, job_set_id: str) -> dict[int, dict[str, float]]:
@@ -325,14 +593,12 @@ class Store:
 
     def record_intent(self, job_set_id: str, idx: int) -> None:
         """The journal's entry right before a job is submitted: status SUBMITTING, no job id
-        yet. Raises StoreError when it cannot be written (the job is then not submitted)."""
+        yet; committed before this returns (with the intents of other threads, in one
+        transaction). Raises StoreError when it cannot be written (the job is then not
+        submitted)."""
         if self.path == ":memory:":
             return
-        self._write(
-            "INSERT INTO jobs VALUES (?, ?, NULL, ?, NULL) ON CONFLICT (job_set_id, idx) DO "
-            "UPDATE SET job_id = NULL, status = excluded.status, error = NULL",
-            (job_set_id, idx, SUBMITTING),
-        )
+        self._write(_INTENT_ROW, (job_set_id, idx, SUBMITTING))
 
     def record_work(self, job_set_id: str, works: list[tuple[int, bytes]]) -> None:
         """What every job of a set runs (QPY), written in one transaction before any is
@@ -360,34 +626,69 @@ class Store:
     # -- results --------------------------------------------------------------------------------
 
     def put_outcome(
-        self, job_set_id: str, idx: int, outcome: JobOutcome, unconfirmed: bool = False
+        self,
+        job_set_id: str,
+        idx: int,
+        outcome: JobOutcome,
+        unconfirmed: bool = False,
+        job: tuple[str | None, str | None, dict[str, float] | None] | None = None,
+        wait: bool = True,
+        callback: Callable[[StoreError | None], None] | None = None,
     ) -> None:
-        """Commit a job's final outcome; with ``unconfirmed``, note in the same transaction
-        that its backend still holds the result until told it is kept (:meth:`confirmed`)."""
-        if self.path == ":memory:":
-            return  # the job set in this process holds it; a store of nothing encodes nothing
-        from qjm.wire import encode_record
+        """Keep a job's final outcome; with ``unconfirmed``, note in the same transaction that its
+        backend still holds the result until told it is kept (:meth:`confirmed`); with ``job``
+        (its job id, submit error and timings), its row of ``jobs`` (status and kept state) in
+        the same transaction too. With ``wait`` (the default), committed before this returns;
+        without, queued (``callback`` says when it is committed, or why not).
 
-        record = None if outcome.record is None else encode_record(outcome.record)
-        statements: list[tuple[str, Any]] = [
-            (
-                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) DO "
-                "UPDATE SET status = excluded.status, error = excluded.error, "
-                "record = excluded.record, stored = excluded.stored",
-                (job_set_id, idx, outcome.status.name, outcome.error, record, time.time()),
-            )
-        ]
-        if unconfirmed:
+        Raises:
+            StoreError: with ``wait``, the outcome could not be committed.
+        """
+        from qjm.summary import outcome_state
+
+        statements = _Writes(wait=wait, callback=callback)
+        if self.path != ":memory:":  # the job set in this process holds it
+            from qjm.wire import encode_record
+
+            record = None if outcome.record is None else encode_record(outcome.record)
+            statements.nbytes = len(record) if record is not None else 0
             statements.append(
-                ("INSERT OR IGNORE INTO unconfirmed VALUES (?, ?)", (job_set_id, idx))
+                (
+                    "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) "
+                    "DO UPDATE SET status = excluded.status, error = excluded.error, "
+                    "record = excluded.record, stored = excluded.stored",
+                    (job_set_id, idx, outcome.status.name, outcome.error, record, time.time()),
+                )
             )
+            if unconfirmed:
+                statements.append(
+                    ("INSERT OR IGNORE INTO unconfirmed VALUES (?, ?)", (job_set_id, idx))
+                )
+        if job is not None:
+            job_id, submit_error, times = job
+            status = outcome.status.name
+            statements.append((_JOB_ROW, (job_set_id, idx, job_id, status, submit_error)))
+            if times is not None:
+                statements.append((_TIMES_ROW, (job_set_id, idx, *(times.get(k) for k in _TIMES))))
+            statements.append((_STATE_ROW, (job_set_id, idx, status, outcome_state(outcome))))
+        if not statements:
+            if callback is not None:
+                callback(None)
+            return
         self._write_all(statements)
 
     def confirmed(self, job_set_id: str, idx: int) -> None:
-        """The backend was told it may discard job ``idx``'s result."""
+        """The backend was told it may discard job ``idx``'s result (queued: a note lost in a
+        crash only makes the next process confirm again, which is harmless)."""
         if self.path == ":memory:":
             return
-        self._write("DELETE FROM unconfirmed WHERE job_set_id = ? AND idx = ?", (job_set_id, idx))
+        self._write_all(
+            _Writes(
+                [("DELETE FROM unconfirmed WHERE job_set_id = ? AND idx = ?", (job_set_id, idx))],
+                wait=False,
+                callback=_log_failure,
+            )
+        )
 
     def unconfirmed(self, job_set_id: str) -> list[int]:
         """Jobs whose results are kept but whose backend was not told so (the process that
@@ -400,13 +701,29 @@ class Store:
     # -- attempt history -------------------------------------------------------------------------
 
     def add_attempt(
-        self, job_set_id: str, idx: int, at: float, job_id: str | None, what: str | None
+        self,
+        job_set_id: str,
+        idx: int,
+        at: float,
+        job_id: str | None,
+        what: str | None,
+        wait: bool = True,
     ) -> None:
-        """One entry of a job's history: a submission (``what`` None) or what went wrong."""
+        """One entry of a job's history: a submission (``what`` None) or what went wrong.
+        Without ``wait``, queued (a failure is logged)."""
         if self.path == ":memory:":
             return
-        self._write(
-            "INSERT INTO attempts VALUES (?, ?, ?, ?, ?)", (job_set_id, idx, at, job_id, what)
+        self._write_all(
+            _Writes(
+                [
+                    (
+                        "INSERT INTO attempts VALUES (?, ?, ?, ?, ?)",
+                        (job_set_id, idx, at, job_id, what),
+                    )
+                ],
+                wait=wait,
+                callback=None if wait else _log_failure,
+            )
         )
 
     def attempts(self, job_set_id: str) -> dict[int, list[tuple[float, str | None, str | None]]]:
@@ -419,33 +736,87 @@ class Store:
             out.setdefault(idx, []).append((at, job_id, what))
         return out
 
+    def kept_outcomes(self, job_set_id: str) -> dict[int, tuple[str, str | None, bool, str | None]]:
+        """What is kept of each job's outcome, without reading a record: {idx: (status, error,
+        whether a record is kept, its state or None when the store does not know it)}.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        try:
+            rows = self._read(
+                "SELECT r.idx, r.status, r.error, r.record IS NOT NULL, k.state, k.status "
+                "FROM results AS r LEFT JOIN kept_states AS k "
+                "ON k.job_set_id = r.job_set_id AND k.idx = r.idx WHERE r.job_set_id = ?",
+                (job_set_id,),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read the store {self.path}: {exc}") from exc
+        out = {}
+        for idx, status, error, has_record, kept, job_status in rows:
+            if not isinstance(idx, int) or not isinstance(status, str):
+                continue
+            out[idx] = (status, error, bool(has_record), kept if job_status == status else None)
+        return out
+
+    def records(self, job_set_id: str, indices: Iterable[int] | None = None) -> dict[int, Any]:
+        """The kept records of a job set (of jobs ``indices``, or all), in one read: a circuits
+        job's record in the pooled layout as a :class:`~qjm.records.PooledRecord` (read when its
+        experiments are: a damaged one raises ``qjm.wire.WireError`` then), any other decoded
+        now (one that does not read back, from a damaged file, is left out, as a job whose
+        result was not fetched: it is fetched again if it can be).
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        from qjm.wire import WireError
+
+        chosen = None if indices is None else sorted(set(indices))
+        try:
+            if chosen is None:
+                rows = self._read(
+                    "SELECT idx, record FROM results WHERE job_set_id = ? AND record IS NOT NULL",
+                    (job_set_id,),
+                )
+            else:
+                rows = []
+                for start in range(0, len(chosen), _BATCH):
+                    batch = chosen[start : start + _BATCH]
+                    marks = ",".join("?" * len(batch))
+                    rows += self._read(
+                        f"SELECT idx, record FROM results WHERE job_set_id = ? AND idx IN "
+                        f"({marks}) AND record IS NOT NULL",
+                        (job_set_id, *batch),
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read the store {self.path}: {exc}") from exc
+        out = {}
+        for idx, blob in rows:
+            try:
+                out[idx] = _read_record(blob)
+            except WireError as exc:
+                logger.warning("job %s's kept result does not read back: %s", idx, exc)
+        return out
+
     def outcomes(self, job_set_id: str) -> dict[int, JobOutcome]:
-        """The kept outcomes of a job set. A row that does not read back (a damaged file) is
-        left out, as a job whose result was not fetched: it is fetched again if it can be.
+        """The kept outcomes of a job set, every record decoded. A row that does not read back
+        (a damaged file) is left out, as a job whose result was not fetched: it is fetched again
+        if it can be.
 
         Raises:
             StoreError: the store cannot be read.
         """
         from qiskit.providers import JobStatus
 
-        from qjm.wire import WireError, decode_record
-
-        try:
-            rows = self._read(
-                "SELECT idx, status, error, record FROM results WHERE job_set_id = ?",
-                (job_set_id,),
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"could not read the store {self.path}: {exc}") from exc
+        kept = self.kept_outcomes(job_set_id)
+        records = self.records(job_set_id)
         out = {}
-        for idx, status, error, blob in rows:
-            if status not in JobStatus.__members__ or not isinstance(idx, int):
+        for idx, (status, error, has_record, _state) in kept.items():
+            if status not in JobStatus.__members__:
                 continue
-            try:
-                record = None if blob is None else decode_record(blob)
-            except WireError:
+            if has_record and idx not in records:
                 continue
-            out[idx] = JobOutcome(JobStatus[status], record, error)
+            out[idx] = JobOutcome(JobStatus[status], records.get(idx), error)
         return out
 
     # -- housekeeping: listing, deleting, freeing space -------------------------------------------
@@ -454,7 +825,9 @@ class Store:
         """What ``qjm list`` shows, read without decoding any result: for every job set (oldest
         first; with ``name``, those of that name) its ``id``, ``name``, ``tags``,
         ``backend_name``, ``created``, ``n_jobs``, ``jobs`` ({idx: (job_id, status, error)}) and
-        ``results`` ({idx: (status, JSON header of the kept record or None)}).
+        ``results`` ({idx: (status, JSON header of the kept record or None, kept state or
+        None)}). A record's header is read only for a job whose kept state is not in the store
+        (kept by a qjm before schema 4).
 
         Raises:
             StoreError: the store cannot be read.
@@ -474,11 +847,15 @@ class Store:
                 f"WHERE job_set_id IN ({chosen})",
                 args,
             )
-            # the first bytes of each record hold its JSON header (qjm.wire); arrays not read
-            results = self._read(
-                "SELECT job_set_id, idx, status, substr(record, 1, ?) FROM results "
+            kept_states = self._read(
+                "SELECT job_set_id, idx, status, state FROM kept_states "
                 f"WHERE job_set_id IN ({chosen})",
-                (_HEADER_PREFIX, *args),
+                args,
+            )
+            results = self._read(
+                "SELECT job_set_id, idx, status, record IS NOT NULL FROM results "
+                f"WHERE job_set_id IN ({chosen})",
+                args,
             )
         except sqlite3.Error as exc:
             raise StoreError(f"could not read the store {self.path}: {exc}") from exc
@@ -501,19 +878,31 @@ class Store:
         for job_set_id, idx, job_id, status, error in jobs:
             if job_set_id in out:
                 out[job_set_id]["jobs"][idx] = (job_id, status, error)
-        for job_set_id, idx, status, prefix in results:
+        states = {(r[0], r[1]): (r[2], r[3]) for r in kept_states}
+        for job_set_id, idx, status, has_record in results:
             if job_set_id not in out:
                 continue
+            job_status, kept = states.get((job_set_id, idx), (None, None))
+            if kept is not None and job_status == status:
+                out[job_set_id]["results"][idx] = (status, None, kept)
+                continue
             header = None
-            if prefix is not None:
-                header, needed = record_header(prefix)
-                if header is None and needed:  # a header longer than the prefix read
-                    rows = self._read(
-                        "SELECT substr(record, 1, ?) FROM results WHERE job_set_id = ? AND idx = ?",
-                        (needed, job_set_id, idx),
-                    )
-                    header = record_header(rows[0][0])[0] if rows and rows[0][0] else None
-            out[job_set_id]["results"][idx] = (status, header)
+            if has_record:  # a record kept before schema 4: its header says its state
+                rows = self._read(
+                    "SELECT substr(record, 1, ?) FROM results WHERE job_set_id = ? AND idx = ?",
+                    (_HEADER_PREFIX, job_set_id, idx),
+                )
+                prefix = rows[0][0] if rows else None
+                if prefix is not None:
+                    header, needed = record_header(prefix)
+                    if header is None and needed:  # a header longer than the prefix read
+                        rows = self._read(
+                            "SELECT substr(record, 1, ?) FROM results "
+                            "WHERE job_set_id = ? AND idx = ?",
+                            (needed, job_set_id, idx),
+                        )
+                        header = record_header(rows[0][0])[0] if rows and rows[0][0] else None
+            out[job_set_id]["results"][idx] = (status, header, None)
         return list(out.values())
 
     def _per_set_tables(self) -> list[str]:
@@ -596,6 +985,7 @@ class Store:
 
     def _delete(self, chosen: Any, orphans: bool) -> list[str]:
         """Delete the sets ``chosen()`` names (called inside the transaction)."""
+        self.flush()
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -634,6 +1024,7 @@ class Store:
         is logged."""
         if self.path == ":memory:":
             return
+        self.flush()
         with self._lock:
             try:
                 mode = self._conn.execute("PRAGMA auto_vacuum").fetchone()[0]
@@ -653,13 +1044,73 @@ class Store:
                 logger.warning("the store %s was not compacted: %s", self.path, exc)
 
 
+_INTENT_ROW = (
+    "INSERT INTO jobs VALUES (?, ?, NULL, ?, NULL) ON CONFLICT (job_set_id, idx) DO "
+    "UPDATE SET job_id = NULL, status = excluded.status, error = NULL"
+)
+_TABLE = re.compile(r"^\s*(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|DELETE\s+FROM|UPDATE)\s+\"?(\w+)", re.I)
+
+
+def _grouped(groups: list[Statements]) -> list[tuple[str, list[tuple]]]:
+    """The statements of one transaction as few ``executemany`` calls: each table's statements
+    in their order (tables do not depend on each other's order), a run of one statement text as
+    one call. An intent is the job row with no job id (the same upsert, one text). A statement
+    on no table known is a barrier: nothing moves across it."""
+    out: list[tuple[str, list[tuple]]] = []
+    tables: dict[str, list[tuple[str, list[tuple]]]] = {}
+
+    def flush() -> None:
+        for runs in tables.values():
+            out.extend(runs)
+        tables.clear()
+
+    for statements in groups:
+        for sql, rows in statements:
+            many = [rows] if isinstance(rows, tuple) else list(rows)
+            if sql == _INTENT_ROW:
+                sql = _JOB_ROW
+                many = [(r[0], r[1], None, r[2], None) for r in many]
+            found = _TABLE.match(sql)
+            if found is None:
+                flush()
+                out.append((sql, many))
+                continue
+            runs = tables.setdefault(found.group(1).lower(), [])
+            if runs and runs[-1][0] == sql:
+                runs[-1][1].extend(many)
+            else:
+                runs.append((sql, many))
+    flush()
+    return out
+
+
+def _read_record(blob: bytes) -> Any:
+    """A stored record: pooled (read lazily: nothing but its prefix is looked at now) or
+    decoded."""
+    from qjm.wire import _PREFIX, MAGIC, RECORD_VERSION, decode_record
+
+    if len(blob) >= _PREFIX.size:
+        magic, version, _flags, length = _PREFIX.unpack_from(blob)
+        if magic == MAGIC and version == RECORD_VERSION and _PREFIX.size + length <= len(blob):
+            from qjm.records import PooledRecord
+
+            # its header is read, and checked, when one of its experiments is first read
+            return PooledRecord(bytes(blob))
+    return decode_record(blob)
+
+
+def _log_failure(error: StoreError | None) -> None:
+    if error is not None:
+        logger.warning("%s", error)
+
+
 # the first bytes of a record read to find its header (job_set_overview); longer ones read again
 _HEADER_PREFIX = 16384
 _BATCH = 500  # ids per statement (SQLite's variable limit is 999 in old builds)
 _VACUUM_BYTES = 16 << 20
 
 
-def _job_set_row(row: tuple) -> dict:
+def _job_set_row(row: tuple, names: bool = True) -> dict:
     keys = (
         "id",
         "name",
@@ -672,8 +1123,10 @@ def _job_set_row(row: tuple) -> dict:
         "run_options",
     )
     out = dict(zip(keys, row))
-    for key in ("tags", "names", "plan"):  # run_options: JSON text for qjm.runoptions
-        out[key] = json.loads(out[key])
+    for key in ("tags", "names", "plan") if names else ("tags", "plan"):
+        out[key] = json.loads(out[key])  # run_options: JSON text for qjm.runoptions
+    if not names:
+        del out["names"]
     return out
 
 

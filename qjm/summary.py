@@ -19,7 +19,7 @@ from typing import Any
 
 from qiskit.providers import JobStatus
 
-from qjm.wire import _PREFIX, MAGIC
+from qjm.wire import _PREFIX, MAGIC, record_successes
 
 DONE = "done"
 PARTIAL = "partial"
@@ -32,12 +32,19 @@ _FALSE = b'"success":false'
 
 
 def outcome_state(outcome: Any) -> str:
-    """The state of a job from its kept outcome (a :class:`qjm.outcome.JobOutcome`)."""
+    """The state of a job from its kept outcome (a :class:`qjm.outcome.JobOutcome`); an outcome
+    read from the store says it without its record being read."""
+    known = getattr(outcome, "state", None)
+    if known is not None:
+        return known
     if outcome.ok:
         return DONE
     if outcome.status == JobStatus.CANCELLED:
         return CANCELLED
     record = outcome.record
+    successes = getattr(record, "successes", None)  # known without decoding (PooledRecord)
+    if successes is not None:
+        return PARTIAL if successes().any() else FAILED
     if record is not None and any(e.success for e in record.experiments):
         return PARTIAL
     return FAILED
@@ -122,7 +129,8 @@ class JobSetSummary:
 
 def stored_job_state(row: tuple | None, result: tuple | None) -> str:
     """A job's state from its store rows alone: ``row`` = (job_id, status, error) of table
-    ``jobs`` (None: no row), ``result`` = (status, header bytes or None) of table ``results``."""
+    ``jobs`` (None: no row), ``result`` = (status, header bytes or None[, kept state or None]) of
+    table ``results`` (the kept state from the job's row, when the store has it)."""
     if row is None:
         return NOT_SUBMITTED
     job_id, status, error = row
@@ -131,6 +139,8 @@ def stored_job_state(row: tuple | None, result: tuple | None) -> str:
             return CANCELLED
         if result is None or result[0] != status:  # not in the store (":memory:")
             return DONE if status == JobStatus.DONE.name else FAILED
+        if len(result) > 2 and result[2] is not None:
+            return result[2]
         return _stored_outcome_state(status, result[1])
     if job_id is not None:
         return RUNNING
@@ -155,11 +165,13 @@ def _stored_outcome_state(status: str, header: bytes | None) -> str:
     if parsed.get("kind") == "primitive":  # a primitive job holds every PUB or failed
         return DONE if status == JobStatus.DONE.name else FAILED
     fields = parsed.get("fields") if isinstance(parsed.get("fields"), dict) else {}
-    experiments = [
-        bool((e.get("fields") or {}).get("success", False))
-        for e in parsed.get("experiments") or []
-        if isinstance(e, dict)
-    ]
+    experiments = record_successes(parsed)  # the pooled layout says each one's success
+    if experiments is None:
+        experiments = [
+            bool((e.get("fields") or {}).get("success", False))
+            for e in parsed.get("experiments") or []
+            if isinstance(e, dict)
+        ]
     if status == JobStatus.DONE.name and fields.get("success") and all(experiments):
         return DONE
     return PARTIAL if any(experiments) else FAILED

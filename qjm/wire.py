@@ -110,7 +110,7 @@ class _Encoder:
     def __init__(self, collect_arrays: bool):
         self.collect = collect_arrays
         self.arrays: list[np.ndarray] = []
-        self._classes = _qiskit_classes()
+        self._classes: dict[str, type] | None = None  # quantum_info classes, looked up on need
 
     def array(self, arr: np.ndarray) -> dict:
         arr = np.asarray(arr)
@@ -129,6 +129,21 @@ class _Encoder:
         }
 
     def value(self, obj: Any) -> Any:
+        # the plain JSON types first, by exact type (most of a result is made of them)
+        t = type(obj)
+        if t is str or t is int or t is float or t is bool or obj is None:
+            return obj
+        if t is dict:
+            for k in obj:
+                if type(k) is not str:
+                    break
+            else:
+                return {k: self.value(v) for k, v in obj.items()}
+        elif t is list:
+            return [self.value(x) for x in obj]
+        return self._other(obj)
+
+    def _other(self, obj: Any) -> Any:
         if obj is None or isinstance(obj, (bool, str)):
             return obj
         if isinstance(obj, enum.Enum):
@@ -152,6 +167,8 @@ class _Encoder:
             return [self.value(x) for x in obj]
         if isinstance(obj, tuple):
             return {"__tuple__": [self.value(x) for x in obj]}
+        if self._classes is None:
+            self._classes = _qiskit_classes()
         for name, cls in self._classes.items():
             if isinstance(obj, cls):
                 return self.quantum_info(name, obj)
@@ -176,6 +193,22 @@ class _Encoder:
         return out
 
 
+# the keys that tag a value (see the module's docstring), and the types JSON leaves as they are
+_TAGS = frozenset(
+    {
+        "__array__",
+        "__ndarray__",
+        "__complex__",
+        "__tuple__",
+        "__items__",
+        "__qiskit__",
+        "__repr__",
+        "__enum__",
+    }
+)
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 class _Decoder:
     """The inverse of :class:`_Encoder`, for data from an untrusted peer."""
 
@@ -184,10 +217,20 @@ class _Decoder:
         self._classes: dict[str, type] | None = None
 
     def value(self, obj: Any) -> Any:
+        t = type(obj)
+        if t is dict:
+            if _TAGS.isdisjoint(obj):
+                return {k: v if type(v) in _LEAVES else self.value(v) for k, v in obj.items()}
+            return self._tagged(obj)
+        if t is list:
+            return [x if type(x) in _LEAVES else self.value(x) for x in obj]
         if isinstance(obj, list):
             return [self.value(x) for x in obj]
         if not isinstance(obj, dict):
             return obj
+        return self._tagged(obj)
+
+    def _tagged(self, obj: dict) -> Any:
         if len(obj) >= 1:
             if "__array__" in obj:
                 return self.array_ref(obj["__array__"])
@@ -300,18 +343,53 @@ def decode_value(obj: Any) -> Any:
 
 # -- columnar records --------------------------------------------------------------------------
 
+# The layout of records as the store keeps them (:func:`encode_record`, prefix version 2). What
+# travels over HTTP (:func:`encode_columnar`) stays version 1, so every qjm client reads it.
+RECORD_VERSION = 2
+_VERSIONS = (VERSION, RECORD_VERSION)
+_DTYPE_STR: dict[np.dtype, str] = {}  # numpy computes dtype.str anew on every call
 
-def _narrow(arr: np.ndarray) -> np.ndarray:
-    """Outcomes or counts in the smallest unsigned type that holds them."""
+
+def _narrow(arr: np.ndarray, signed: bool = True) -> np.ndarray:
+    """Outcomes or counts in the smallest unsigned type that holds them (``signed=False``: an
+    unsigned array, its minimum not looked at)."""
     if arr.dtype not in (np.uint64, np.int64) or arr.ndim != 1:
         return arr
     top = int(arr.max()) if arr.size else 0
-    if arr.size and int(arr.min()) < 0:
+    if signed and arr.size and int(arr.min()) < 0:
         return arr
     for dtype in (np.uint8, np.uint16, np.uint32):
         if top <= np.iinfo(dtype).max:
             return arr.astype(dtype)
     return arr.astype(np.uint64)
+
+
+def _small(lengths: list[int]) -> np.ndarray:
+    """Non-negative Python ints as an array of the smallest unsigned type that holds them."""
+    top = max(lengths, default=0)
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return np.array(lengths, dtype=dtype)
+    return np.array(lengths, dtype=np.uint64)
+
+
+def _json(obj: Any) -> bool:
+    """JSON as it is: dicts with string keys, lists, str, int, float, bool, None (exact types),
+    all the way down."""
+    t = type(obj)
+    if t is str or t is int or t is float or t is bool or obj is None:
+        return True
+    if t is dict:
+        for k, v in obj.items():
+            if type(k) is not str or not _json(v):
+                return False
+        return True
+    if t is list:
+        for v in obj:
+            if not _json(v):
+                return False
+        return True
+    return False
 
 
 def _widen(arr: np.ndarray, dtype: type) -> np.ndarray:
@@ -321,7 +399,8 @@ def _widen(arr: np.ndarray, dtype: type) -> np.ndarray:
 
 
 def encode_columnar(record: Any) -> bytes:
-    """A :class:`~qjm.records.JobRecord` in the columnar wire format."""
+    """A :class:`~qjm.records.JobRecord` in the columnar wire format (version 1: every
+    experiment whole, its arrays its own)."""
     enc = _Encoder(collect_arrays=True)
     experiments = []
     for exp in record.experiments:
@@ -363,38 +442,223 @@ def encode_primitive(record: Any) -> bytes:
 
 
 def encode_record(record: Any) -> bytes:
-    """Any job record (circuits or primitives) in the columnar format."""
+    """Any job record (circuits or primitives) in the columnar format, as the store keeps it.
+
+    A circuits job's record is written in the pooled layout (prefix version 2), made to be
+    written and read with little work per experiment:
+
+    * the count keys, the counts and the level-2 memory of all experiments are each one array
+      (``"pools"``), with each experiment's length; an experiment's arrays are slices of them
+      (experiments wider than 64 clbits keep arrays of their own, as in version 1);
+    * the experiments' fields are written as the first experiment's (``"template"``) and, for
+      each other one, what differs from it (``"d"``: ``"s"`` values set, ``"m"`` dicts merged
+      one level down, ``"x"`` keys removed). A value is taken as the template's only when it
+      has the same type and compares equal (``==``), and the template's value holds nothing but
+      JSON types; anything else is written out for the experiment itself (``"f"``: all its
+      fields, when they cannot be written as a difference).
+
+    Each experiment also says its ``success`` in the header, so a job's state is read without
+    its arrays.
+    """
+    blob = getattr(record, "blob", None)
+    if isinstance(blob, bytes):  # a qjm.records.PooledRecord: these are its bytes
+        return blob
     if hasattr(record, "pubs"):
         return encode_primitive(record)
-    return encode_columnar(record)
+    return _encode_pooled(record)
 
 
-def _pack(header: dict, enc: _Encoder) -> bytes:
+def _plain(obj: Any) -> bool:
+    """Comparable as JSON: str, int, float, bool, None and lists of them, and empty dicts
+    (exact types, no subclasses). A dict with items is not (``==`` ignores the order of its
+    keys, which a record keeps)."""
+    t = type(obj)
+    if t is str or t is int or t is float or t is bool or obj is None:
+        return True
+    if t is list:
+        for v in obj:
+            if not _plain(v):
+                return False
+        return True
+    return t is dict and not obj
+
+
+_MISSING = object()
+
+
+def _differences(value: dict, like: dict, plain: dict, enc: _Encoder, nested: bool) -> dict | None:
+    """What differs between an experiment's dict and the template's: ``"s"`` values set,
+    ``"m"`` dicts merged one level down (when ``nested``), ``"x"`` keys removed, ``"o"`` the
+    order of the keys when it is not the template's; None when it cannot be written so (a key
+    that is not a string)."""
+    sets: dict[str, Any] = {}
+    merges: dict[str, Any] = {}
+    gone = []
+    for key, like_value in like.items():
+        sub = value.get(key, _MISSING)
+        if sub is like_value:
+            continue
+        if sub is _MISSING:
+            gone.append(key)
+            continue
+        is_plain = plain[key]
+        sub_plain = None
+        if nested:
+            is_plain, sub_plain = is_plain
+        if is_plain and type(sub) is type(like_value):
+            # the same type and equal: written once, in the template (-0.0 is not 0.0 here)
+            try:
+                if sub == like_value and (
+                    type(like_value) is not float
+                    or like_value != 0.0
+                    or str(sub) == str(like_value)
+                ):
+                    continue
+            except Exception:  # noqa: BLE001, S112 - written out below
+                pass
+        if sub_plain is not None and type(sub) is dict:
+            merged = _differences(sub, like_value, sub_plain, enc, False)
+            if merged is not None:
+                merges[key] = merged
+                continue
+        sets[key] = enc.value(sub)
+    if len(value) != len(like) - len(gone):
+        for key in value:
+            if key not in like:
+                if type(key) is not str:
+                    return None
+                sets[key] = enc.value(value[key])
+    out: dict[str, Any] = {}
+    if sets:
+        out["s"] = sets
+    if merges:
+        out["m"] = merges
+    if gone:
+        out["x"] = gone
+    keys = list(value)
+    if keys != list(like):  # the order the changes above leave, unless said otherwise
+        left = [k for k in like if k in value] + [k for k in value if k not in like]
+        if keys != left:
+            out["o"] = keys
+    return out
+
+
+def _diff(fields: dict, template: dict, plain: dict, enc: _Encoder) -> dict | None:
+    """An experiment's fields as what differs from the template, or None when they cannot be
+    written so."""
+    if type(fields) is not dict:
+        return None
+    return _differences(fields, template, plain, enc, True)
+
+
+def _encode_pooled(record: Any) -> bytes:
+    enc = _Encoder(collect_arrays=True)
+    exps = record.experiments
+    template = exps[0].fields if exps else None
+    if type(template) is not dict or any(type(k) is not str for k in template):
+        template = None
+    plain: dict[str, tuple[bool, dict | None]] = {}
+    if template is not None and len(exps) > 1:  # what the others may share with it
+        for key, like in template.items():
+            sub_plain = None
+            if type(like) is dict and all(type(k) is str for k in like):
+                sub_plain = {k: _plain(v) for k, v in like.items()}
+            plain[key] = (_plain(like), sub_plain)
+    items = []
+    keys_pool: list[np.ndarray] = []
+    values_pool: list[np.ndarray] = []
+    counts_lengths: list[int] = []
+    memory_pool: list[np.ndarray] = []
+    memory_lengths: list[int] = []
+    for i, exp in enumerate(exps):
+        item: dict[str, Any] = {"success": bool(exp.success), "width": int(exp.width)}
+        if i and template is not None:
+            diff = _diff(exp.fields, template, plain, enc)
+            if diff is None:
+                item["f"] = enc.value(exp.fields)
+            elif diff:
+                item["d"] = diff
+        elif template is None:
+            item["f"] = enc.value(exp.fields)
+        if exp.data:
+            item["data"] = enc.value(exp.data)
+        if exp.counts is not None:
+            keys, values = exp.counts
+            if keys.ndim == 1 and values.ndim == 1 and keys.dtype == np.uint64:
+                keys_pool.append(keys)
+                values_pool.append(values)
+                counts_lengths.append(len(keys))
+                item["c"] = 1
+            else:
+                item["c"] = [enc.array(_narrow(keys)), enc.array(_narrow(values))]
+        if exp.memory is not None:
+            if exp.memory.ndim == 1 and exp.memory.dtype == np.uint64:
+                memory_pool.append(exp.memory)
+                memory_lengths.append(len(exp.memory))
+                item["m"] = 1
+            else:
+                item["m"] = enc.array(_narrow(exp.memory))
+        items.append(item)
+    pools: dict[str, Any] = {}
+    if keys_pool:
+        keys = keys_pool[0] if len(keys_pool) == 1 else np.concatenate(keys_pool)
+        values = values_pool[0] if len(values_pool) == 1 else np.concatenate(values_pool)
+        pools["counts"] = [
+            enc.array(_narrow(keys, signed=False)),
+            enc.array(_narrow(values.astype(np.int64, copy=False))),
+            enc.array(_small(counts_lengths)),
+        ]
+    if memory_pool:
+        memory = memory_pool[0] if len(memory_pool) == 1 else np.concatenate(memory_pool)
+        pools["memory"] = [
+            enc.array(_narrow(memory, signed=False)),
+            enc.array(_small(memory_lengths)),
+        ]
+    if template is not None:  # JSON values go into the JSON as they are (checked, not copied)
+        template = {k: v if _json(v) else enc.value(v) for k, v in template.items()}
+    header = {
+        "layout": "pooled",
+        "fields": enc.value(record.fields),
+        "template": template,
+        "experiments": items,
+        "pools": pools,
+    }
+    return _pack(header, enc, RECORD_VERSION)
+
+
+def _pack(header: dict, enc: _Encoder, version: int = VERSION) -> bytes:
     table = []
     offset = 0
     for arr in enc.arrays:
-        table.append([arr.dtype.str, list(arr.shape), offset, arr.nbytes])
+        dtype = _DTYPE_STR.get(arr.dtype)
+        if dtype is None:
+            dtype = _DTYPE_STR[arr.dtype] = arr.dtype.str
+        table.append([dtype, list(arr.shape), offset, arr.nbytes])
         offset += (arr.nbytes + 7) // 8 * 8
     raw = json.dumps(dict(header, arrays=table), separators=(",", ":"), allow_nan=True).encode()
-    out = bytearray(_PREFIX.pack(MAGIC, VERSION, 0, len(raw)))
-    out += raw
-    out += b"\0" * (-len(out) % 8)
+    parts = [_PREFIX.pack(MAGIC, version, 0, len(raw)), raw]
+    size = _PREFIX.size + len(raw)
+    parts.append(b"\0" * (-size % 8))
     for arr in enc.arrays:
-        out += arr.tobytes()
-        out += b"\0" * (-arr.nbytes % 8)
-    return bytes(out)
+        parts.append(arr.data if arr.flags.c_contiguous else arr.tobytes())
+        parts.append(b"\0" * (-arr.nbytes % 8))
+    return b"".join(parts)
 
 
-def _unpack(data: bytes | bytearray | memoryview) -> tuple[dict, list[np.ndarray]]:
-    """The header and the arrays of a columnar message (checked against its own size)."""
+def _unpack(data: bytes | bytearray | memoryview) -> tuple[dict, list[np.ndarray], int]:
+    """The header, the arrays and the layout version of a columnar message (checked against
+    its own size)."""
     view = memoryview(data)
     if len(view) < _PREFIX.size:
         raise WireError("columnar result: shorter than its prefix")
     magic, version, _flags, hlen = _PREFIX.unpack_from(view)
     if magic != MAGIC:
         raise WireError("columnar result: wrong magic bytes (not a qjm columnar result)")
-    if version != VERSION:
-        raise WireError(f"columnar result: format version {version}; this qjm reads {VERSION}")
+    if version not in _VERSIONS:
+        raise WireError(
+            f"columnar result: format version {version}; this qjm reads "
+            + ", ".join(map(str, _VERSIONS))
+        )
     start = _PREFIX.size
     if start + hlen > len(view):
         raise WireError("columnar result: cut short inside its header")
@@ -429,19 +693,29 @@ def _unpack(data: bytes | bytearray | memoryview) -> tuple[dict, list[np.ndarray
         raise WireError(
             f"columnar result: malformed array table ({type(exc).__name__}: {exc})"
         ) from exc
-    return header, arrays
+    return header, arrays, version
 
 
 def decode_record(data: bytes | bytearray | memoryview) -> Any:
-    """Any job record from :func:`encode_record`.
+    """Any job record from :func:`encode_record` (or :func:`encode_columnar`).
 
     Raises:
         WireError: ``data`` is not in the columnar format.
     """
-    header, arrays = _unpack(data)
+    header, arrays, version = _unpack(data)
     if header.get("kind") == "primitive":
         return _primitive_from(header, arrays)
+    if version == RECORD_VERSION:
+        return _pooled_from(header, arrays)
     return _columnar_from(header, arrays)
+
+
+def record_successes(header: dict) -> list[bool] | None:
+    """Whether each experiment of a pooled record (version 2) succeeded, from its parsed JSON
+    header alone; None for another layout."""
+    if header.get("layout") != "pooled" or not isinstance(header.get("experiments"), list):
+        return None
+    return [bool(e.get("success")) if isinstance(e, dict) else False for e in header["experiments"]]
 
 
 def _primitive_from(header: dict, arrays: list[np.ndarray]) -> Any:
@@ -476,14 +750,16 @@ def _primitive_from(header: dict, arrays: list[np.ndarray]) -> Any:
 
 
 def decode_columnar(data: bytes | bytearray | memoryview) -> Any:
-    """A :class:`~qjm.records.JobRecord` from the columnar wire format.
+    """A :class:`~qjm.records.JobRecord` from the columnar format (either layout).
 
     Raises:
         WireError: ``data`` is not in that format (or is cut short).
     """
-    header, arrays = _unpack(data)
+    header, arrays, version = _unpack(data)
     if header.get("kind") == "primitive":
         raise WireError("columnar result: a primitive job's record, not a circuits job's")
+    if version == RECORD_VERSION:
+        return _pooled_from(header, arrays)
     return _columnar_from(header, arrays)
 
 
@@ -510,6 +786,218 @@ def _columnar_from(header: dict, arrays: list[np.ndarray]) -> Any:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a malformed header makes fail
         raise WireError(f"columnar result: malformed header ({type(exc).__name__}: {exc})") from exc
+
+
+def _apply(fields: dict, diff: dict, dec: _Decoder) -> dict:
+    """``fields`` (a copy of the template's) changed as ``diff`` says (see :func:`_differences`;
+    the ``"m"`` merges are the caller's)."""
+    sets = diff.get("s")
+    if sets:
+        for key, value in sets.items():  # key by key: a field named like a tag is a field
+            fields[key] = value if type(value) in _LEAVES else dec.value(value)
+    gone = diff.get("x")
+    if gone:
+        for key in gone:
+            del fields[key]
+    order = diff.get("o")
+    if order:
+        if len(order) != len(fields):
+            raise WireError("columnar result: an experiment's key order does not match its keys")
+        return {key: fields[key] for key in order}
+    return fields
+
+
+def _pooled_from(header: dict, arrays: list[np.ndarray]) -> Any:
+    """A :class:`~qjm.records.JobRecord` from the pooled layout (see :func:`encode_record`),
+    every experiment decoded now."""
+    from qjm.records import JobRecord
+
+    reader = PooledReader(header=header, arrays=arrays)
+    experiments = [reader.experiment(k, keep=False) for k in range(len(reader))]
+    return JobRecord(fields=reader.fields(), experiments=experiments)
+
+
+class PooledReader:
+    """The experiments of a record in the pooled layout (:func:`encode_record`), each decoded
+    when asked for: its fields from the template and its differences, its arrays sliced from
+    the pools and widened to the kernels' types. The header, the array table and the pools'
+    lengths are checked when the reader is made.
+
+    Raises:
+        WireError: the bytes are not a pooled record, or (when an experiment is read) its part
+            of the header is malformed.
+    """
+
+    def __init__(
+        self,
+        data: bytes | bytearray | memoryview | None = None,
+        header: dict | None = None,
+        arrays: list[np.ndarray] | None = None,
+    ):
+        if header is None:
+            header, arrays, version = _unpack(data)
+            if version != RECORD_VERSION or header.get("kind") == "primitive":
+                raise WireError("columnar result: not a record in the pooled layout")
+        try:
+            dec = self._dec = _Decoder(arrays)
+            template = dec.value(header["template"])
+            if template is not None and not isinstance(template, dict):
+                raise WireError("columnar result: the template of the fields is not an object")
+            items = header["experiments"]
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise WireError("columnar result: the experiments are not a list of objects")
+            pools = header.get("pools") or {}
+            self._keys = self._values = self._memory = None
+            counts_at: list[int] = []
+            memory_at: list[int] = []
+            if "counts" in pools:
+                kref, vref, lref = pools["counts"]
+                self._keys, self._values = dec.value(kref), dec.value(vref)
+                counts_at = _starts(dec.value(lref), len(self._keys))
+                if self._keys.ndim != 1 or len(self._values) != len(self._keys):
+                    raise WireError("columnar result: the pooled counts do not add up")
+            if "memory" in pools:
+                mref, lref = pools["memory"]
+                self._memory = dec.value(mref)
+                memory_at = _starts(dec.value(lref), len(self._memory))
+                if self._memory.ndim != 1:
+                    raise WireError("columnar result: the pooled memory does not add up")
+            # where each experiment's arrays lie in the pools
+            self._counts_span: list[tuple[int, int] | None] = []
+            self._memory_span: list[tuple[int, int] | None] = []
+            c_next = m_next = 0
+            for item in items:
+                span = None
+                if item.get("c") == 1:
+                    span = (counts_at[c_next], counts_at[c_next + 1])
+                    c_next += 1
+                self._counts_span.append(span)
+                span = None
+                if item.get("m") == 1:
+                    span = (memory_at[m_next], memory_at[m_next + 1])
+                    m_next += 1
+                self._memory_span.append(span)
+            if c_next != max(0, len(counts_at) - 1) or m_next != max(0, len(memory_at) - 1):
+                raise WireError("columnar result: the pools hold arrays of no experiment")
+        except WireError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a malformed header makes fail
+            raise WireError(
+                f"columnar result: malformed header ({type(exc).__name__}: {exc})"
+            ) from exc
+        self._template = template
+        self._items: list[dict | None] = items  # each dropped once its experiment is read
+        self._successes = [bool(item.get("success")) for item in items]
+        self._fields = header.get("fields")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def successes(self) -> list[bool]:
+        """Whether each experiment succeeded, from the header alone."""
+        return list(self._successes)
+
+    def fields(self) -> dict:
+        """The job's fields (the ``Result`` attributes other than its experiments)."""
+        try:
+            fields = self._dec.value(self._fields)
+        except WireError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise WireError(f"columnar result: malformed fields ({exc})") from exc
+        if not isinstance(fields, dict):
+            raise WireError("columnar result: the job's fields are not an object")
+        return fields
+
+    def experiment(self, k: int, keep: bool = True) -> Any:
+        """Experiment ``k``, decoded (an :class:`~qjm.records.ExperimentRecord` of its own);
+        without ``keep``, its part of the header is let go (it cannot be read again)."""
+        from qjm.records import ExperimentRecord
+
+        item = self._items[k]
+        if item is None:
+            raise WireError(f"columnar result: experiment {k} was read already")
+        if not keep:
+            self._items[k] = None
+        dec = self._dec
+        try:
+            if "f" in item:
+                fields = dec.value(item["f"])
+            else:
+                template = self._template
+                if template is None:
+                    raise WireError("columnar result: an experiment's fields are missing")
+                fields = dict(template)
+                diff = item.get("d")
+                if diff:
+                    merges = diff.get("m")
+                    if merges:
+                        for key, sub in merges.items():
+                            fields[key] = _apply(dict(template[key]), sub, dec)
+                    fields = _apply(fields, diff, dec)
+            if not isinstance(fields, dict):
+                raise WireError("columnar result: an experiment's fields are not an object")
+            data = item.get("data")
+            exp = ExperimentRecord(
+                fields=fields,
+                width=int(item["width"]),
+                data={} if data is None else dec.value(data),
+            )
+            counts = item.get("c")
+            span = self._counts_span[k]
+            if span is not None:
+                a, b = span
+                keys, values = self._wide_counts()
+                if keys is None:  # a large pool: this experiment's part only
+                    keys = _widen(self._keys[a:b], np.uint64)
+                    values = self._values[a:b].astype(np.int64)
+                    exp.counts = (keys, values)
+                else:
+                    exp.counts = (keys[a:b], values[a:b])
+            elif counts is not None:
+                keys, values = (dec.value(x) for x in counts)
+                exp.counts = (_widen(keys, np.uint64), values.astype(np.int64))
+            span = self._memory_span[k]
+            if span is not None:
+                exp.memory = _widen(self._memory[span[0] : span[1]], np.uint64)
+            elif item.get("m") is not None:
+                exp.memory = _widen(dec.value(item["m"]), np.uint64)
+            return exp
+        except WireError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a malformed header makes fail
+            raise WireError(
+                f"columnar result: experiment {k} is malformed ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def _wide_counts(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The pooled counts in the kernels' types, widened once for the whole job (the
+        experiments' arrays are views of them), unless the pool is large."""
+        wide = self.__dict__.get("_wide")
+        if wide is None:
+            if len(self._keys) > _WIDEN_WHOLE:
+                wide = (None, None)
+            else:
+                wide = (_widen(self._keys, np.uint64), self._values.astype(np.int64))
+            self._wide = wide
+        return wide
+
+
+_WIDEN_WHOLE = 1 << 18  # pooled counts up to this many are widened at once
+
+
+def _starts(lengths: Any, total: int) -> list[int]:
+    """Where each array of a pool starts (and the end), from their lengths."""
+    if not isinstance(lengths, np.ndarray) or lengths.ndim != 1 or lengths.dtype.kind not in "iu":
+        raise WireError("columnar result: a pool's lengths are not a list of integers")
+    starts = [0]
+    for n in lengths.astype(np.int64).tolist():
+        if n < 0:
+            raise WireError("columnar result: a pool's lengths are negative")
+        starts.append(starts[-1] + n)
+    if starts[-1] != total:
+        raise WireError("columnar result: a pool's lengths do not add up to the pool")
+    return starts
 
 
 # -- qiskit Result JSON ------------------------------------------------------------------------
