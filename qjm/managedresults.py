@@ -17,11 +17,28 @@ from qjm.plan import Plan
 from qjm.records import ExperimentRecord, JobRecord, fresh, outcomes_at
 
 
+_UNSET = object()
+
+
 class ColumnarCounts(Counts):
-    """A ``qiskit.result.Counts`` built from outcome arrays; ``int_raw``/``hex_raw`` on demand."""
+    """A ``qiskit.result.Counts`` built from outcome arrays; ``int_raw``/``hex_raw`` and a
+    ``creg_sizes`` of its own on demand (a histogram read and held costs one object that
+    Python's garbage collector walks, not several)."""
 
     _keys: np.ndarray
     _values: np.ndarray
+    _creg_sizes: Any = None  # shared with the record; copied when first read
+
+    @property
+    def creg_sizes(self) -> Any:
+        own = self.__dict__.get("_own_creg_sizes", _UNSET)
+        if own is _UNSET:
+            own = self.__dict__["_own_creg_sizes"] = fresh(self._creg_sizes)
+        return own
+
+    @creg_sizes.setter
+    def creg_sizes(self, value: Any) -> None:
+        self.__dict__["_own_creg_sizes"] = value
 
     @property
     def int_raw(self) -> dict[int, int]:  # type: ignore[override]
@@ -52,7 +69,7 @@ def _counts_from_arrays(record: ExperimentRecord) -> ColumnarCounts:
     dict.update(out, zip(strings, values.tolist()))
     out._keys = _read_only(keys)
     out._values = _read_only(values)
-    out.creg_sizes = fresh(header.get("creg_sizes"))
+    out._creg_sizes = header.get("creg_sizes")
     out.memory_slots = header.get("memory_slots")
     out.time_taken = fresh(header.get("time_taken"))
     return out
@@ -165,7 +182,9 @@ class ManagedResults:
         """Global indices of the experiments whose data is missing."""
         return np.flatnonzero(~self._available).tolist()
 
-    def _experiment(self, experiment: Any) -> ExperimentRecord:
+    def _experiment(self, experiment: Any, keep: bool = True) -> ExperimentRecord:
+        """The record of an experiment (its parts merged); without ``keep``, read for one use:
+        an experiment that ran as one part is then not kept (see ``JobRecord.peek``)."""
         i = self._index.resolve(experiment)
         merged = self._merged.get(i)
         if merged is not None:
@@ -181,10 +200,13 @@ class ManagedResults:
                     "that succeeded inside failed jobs"
                 )
             )
-        parts = []
-        for job_index, k in self._plan.parts(i):
-            parts.append(self._records[job_index].experiments[k])
-        merged = self._merged[i] = merge_parts(parts)
+        parts = self._plan.parts(i)
+        if not keep and len(parts) == 1:
+            job_index, k = parts[0]
+            return self._records[job_index].peek(k)
+        merged = self._merged[i] = merge_parts(
+            [self._records[job_index].experiments[k] for job_index, k in parts]
+        )
         return merged
 
     def _all(self, experiment: Any) -> list[Any]:
@@ -229,7 +251,7 @@ class ManagedResults:
         return out[0] if len(out) == 1 else out
 
     def _counts(self, key: Any) -> Counts | dict:
-        record = self._experiment(key)
+        record = self._experiment(key, keep=False)
         header = record.header
         if "counts" in record.data:
             # kept as the backend spelled them: qiskit's own Counts reads them

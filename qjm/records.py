@@ -97,6 +97,11 @@ class JobRecord:
             results=[e.to_experiment_result() for e in self.experiments], **fresh(self.fields)
         )
 
+    def peek(self, k: int) -> ExperimentRecord:
+        """Experiment ``k``, to be read once: a record that decodes as it is read does not keep
+        it (see :meth:`PooledRecord.peek`)."""
+        return self.experiments[k]
+
 
 _DECODING = threading.Lock()  # an experiment of a PooledRecord is decoded once
 
@@ -187,6 +192,19 @@ class PooledRecord(JobRecord):
                 if exp is None:
                     exp = decoded[k] = self._read().experiment(k, keep=False)
         return exp
+
+    def peek(self, k: int) -> ExperimentRecord:
+        """Experiment ``k`` decoded for one read and not kept (unless it was kept already): a
+        histogram read once costs no objects held afterwards, which the garbage collector would
+        walk again and again."""
+        decoded = self._experiments
+        if decoded is not None:
+            exp = decoded[k]
+            if exp is not None:
+                return exp
+        if not 0 <= k < len(self):
+            raise IndexError("experiment index out of range")
+        return self._read().experiment(k, keep=True)
 
     def __len__(self) -> int:
         if self._successes is not None:

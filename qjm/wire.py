@@ -450,6 +450,10 @@ def encode_record(record: Any) -> bytes:
     * the count keys, the counts and the level-2 memory of all experiments are each one array
       (``"pools"``), with each experiment's length; an experiment's arrays are slices of them
       (experiments wider than 64 clbits keep arrays of their own, as in version 1);
+    * each experiment says in the header its ``success``, its width and whether its arrays are
+      in the pools; all else of it (its fields, data, arrays of its own) is one JSON string
+      (``"j"``), parsed only when the experiment is read, so that holding a parsed header
+      holds a few Python objects per experiment, not dozens;
     * the experiments' fields are written as the first experiment's (``"template"``) and, for
       each other one, what differs from it (``"d"``: ``"s"`` values set, ``"m"`` dicts merged
       one level down, ``"x"`` keys removed). A value is taken as the template's only when it
@@ -570,18 +574,20 @@ def _encode_pooled(record: Any) -> bytes:
     counts_lengths: list[int] = []
     memory_pool: list[np.ndarray] = []
     memory_lengths: list[int] = []
+    dumps = _ITEM_JSON.encode
     for i, exp in enumerate(exps):
         item: dict[str, Any] = {"success": bool(exp.success), "width": int(exp.width)}
+        rest: dict[str, Any] = {}  # written as one JSON string (see PooledReader)
         if i and template is not None:
             diff = _diff(exp.fields, template, plain, enc)
             if diff is None:
-                item["f"] = enc.value(exp.fields)
+                rest["f"] = enc.value(exp.fields)
             elif diff:
-                item["d"] = diff
+                rest["d"] = diff
         elif template is None:
-            item["f"] = enc.value(exp.fields)
+            rest["f"] = enc.value(exp.fields)
         if exp.data:
-            item["data"] = enc.value(exp.data)
+            rest["data"] = enc.value(exp.data)
         if exp.counts is not None:
             keys, values = exp.counts
             if keys.ndim == 1 and values.ndim == 1 and keys.dtype == np.uint64:
@@ -590,14 +596,16 @@ def _encode_pooled(record: Any) -> bytes:
                 counts_lengths.append(len(keys))
                 item["c"] = 1
             else:
-                item["c"] = [enc.array(_narrow(keys)), enc.array(_narrow(values))]
+                rest["c"] = [enc.array(_narrow(keys)), enc.array(_narrow(values))]
         if exp.memory is not None:
             if exp.memory.ndim == 1 and exp.memory.dtype == np.uint64:
                 memory_pool.append(exp.memory)
                 memory_lengths.append(len(exp.memory))
                 item["m"] = 1
             else:
-                item["m"] = enc.array(_narrow(exp.memory))
+                rest["m"] = enc.array(_narrow(exp.memory))
+        if rest:
+            item["j"] = dumps(rest)
         items.append(item)
     pools: dict[str, Any] = {}
     if keys_pool:
@@ -624,6 +632,11 @@ def _encode_pooled(record: Any) -> bytes:
         "pools": pools,
     }
     return _pack(header, enc, RECORD_VERSION)
+
+
+# an experiment's own fields, data and unpooled arrays, as one JSON string inside the header
+_ITEM_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
+_ITEM_DECODE = json.JSONDecoder().raw_decode
 
 
 def _pack(header: dict, enc: _Encoder, version: int = VERSION) -> bytes:
@@ -921,6 +934,14 @@ class PooledReader:
             self._items[k] = None
         dec = self._dec
         try:
+            rest = item.get("j")
+            if rest is not None:
+                if type(rest) is not str:
+                    raise WireError(f"columnar result: experiment {k}'s fields are malformed")
+                rest, end = _ITEM_DECODE(rest)
+                if type(rest) is not dict or end != len(item["j"]):
+                    raise WireError(f"columnar result: experiment {k}'s fields are not an object")
+                item = {**item, **rest}
             if "f" in item:
                 fields = dec.value(item["f"])
             else:

@@ -274,7 +274,11 @@ def test_a_live_set_holds_each_result_once_as_bytes(tmp_path, make_circuits):
     assert all(isinstance(r, PooledRecord) and r._experiments is None for r in records)
     reference = AerSimulator().run(make_circuits(8)[:2], shots=50, seed_simulator=1).result()
     assert results.get_counts(1) == reference.get_counts(1)
+    # a histogram read once is decoded for that read and not kept; other reads keep theirs
+    assert records[0]._experiments is None
+    assert results.data(1) == reference.data(1)
     assert records[0]._experiments[1] is not None and records[1]._experiments is None
+    assert results.get_counts(1) == reference.get_counts(1)
     # asked for, the jobs come back: KeptJob stand-ins (this backend cannot look jobs up)
     jobs = job_set.jobs()
     assert [j.job_id() for j in jobs] == [mj.job_id for mj in job_set.managed_jobs()]
