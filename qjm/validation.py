@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import math
 import numbers
 from collections.abc import Iterable
@@ -85,15 +87,22 @@ def check_tags(tags: Any) -> list[str]:
     return tags
 
 
-def warm_up(circuits: Iterable[Any]) -> None:
+def warm_up(circuits: Iterable[Any], only_shared: bool = False) -> None:
     """Build, in this thread, the lookup tables qiskit builds lazily on a circuit's first
     ``find_bit`` (its qubit and clbit indices).
 
     qiskit 2.x builds them in Rust behind a one-time lock that calls back into Python: two
     threads touching the same circuit for the first time (the same circuit in several jobs, or
     in several shot parts, submitted at once) can deadlock on that lock and the GIL. qjm submits
-    jobs from a pool, so it makes them before the circuits are shared.
+    jobs from a pool, so it makes them before the circuits are shared. With ``only_shared``,
+    only circuits given more than once (the others go to one job each): the tables cost about
+    a dozen lists per circuit, held as long as the circuit, which Python's garbage collector
+    then walks again and again.
     """
+    circuits = list(circuits)
+    if only_shared:
+        counts = collections.Counter(map(id, circuits))
+        circuits = [c for c in circuits if counts[id(c)] > 1]
     seen: set[int] = set()
     for circuit in circuits:
         if id(circuit) in seen or not isinstance(circuit, QuantumCircuit):

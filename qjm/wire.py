@@ -37,6 +37,7 @@ import enum
 import io
 import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -574,7 +575,7 @@ def _encode_pooled(record: Any) -> bytes:
     counts_lengths: list[int] = []
     memory_pool: list[np.ndarray] = []
     memory_lengths: list[int] = []
-    dumps = _ITEM_JSON.encode
+    dumps = _item_json
     for i, exp in enumerate(exps):
         item: dict[str, Any] = {"success": bool(exp.success), "width": int(exp.width)}
         rest: dict[str, Any] = {}  # written as one JSON string (see PooledReader)
@@ -636,6 +637,29 @@ def _encode_pooled(record: Any) -> bytes:
 
 # an experiment's own fields, data and unpooled arrays, as one JSON string inside the header
 _ITEM_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
+
+
+def _item_json_encoder() -> Callable[[Any], str]:
+    """``_ITEM_JSON.encode``, without building an encoder on every call (CPython's C encoder,
+    made once; the values are JSON already, so no check for cycles)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _ITEM_JSON.encode
+
+    def fail(obj: Any) -> Any:
+        raise TypeError(f"not JSON: {type(obj).__name__}")
+
+    encoder = make(
+        None, fail, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+
+    def encode(obj: Any) -> str:
+        return "".join(encoder(obj, 0))
+
+    return encode
+
+
+_item_json = _item_json_encoder()
 _ITEM_DECODE = json.JSONDecoder().raw_decode
 
 
