@@ -463,7 +463,9 @@ def decode_experiment(exp: ExperimentResult) -> ExperimentRecord:
     data = dict(fields.pop("data"))
     record = ExperimentRecord(fields=fields, data=data)
     slots = record.header.get("memory_slots") if isinstance(record.header, dict) else None
-    slots = int(slots) if isinstance(slots, numbers.Integral) and slots > 0 else 0
+    if type(slots) is not int:  # what backends send: a plain int, checked without the ABC
+        slots = int(slots) if isinstance(slots, numbers.Integral) else 0
+    slots = slots if slots > 0 else 0
     counts = data.get("counts")
     memory = data.get("memory") if record.meas_level == MeasLevel.CLASSIFIED else None
     try:

@@ -186,18 +186,23 @@ class _Writes(list):
 
 class _Ticket:
     """One queued write: done once committed or failed (``error``); ``event`` only for a
-    caller that waits."""
+    caller that waits: a lock held until the write is done (a ``threading.Event`` costs a
+    Condition and a second lock for each write)."""
 
     __slots__ = ("event", "error", "callback")
 
     def __init__(self, callback: Callable[[StoreError | None], None] | None, wait: bool):
-        self.event = threading.Event() if wait else None
+        self.event: Any = None
+        if wait:
+            self.event = threading.Lock()
+            self.event.acquire()
         self.error: StoreError | None = None
         self.callback = callback
 
     def wait(self) -> None:
         """Until the write is committed; raises its StoreError if it failed."""
-        self.event.wait()
+        self.event.acquire()
+        self.event.release()
         if self.error is not None:
             raise self.error
 
@@ -409,7 +414,7 @@ class Store:
             except Exception:  # noqa: BLE001 - a callback's failure must not stop the writer
                 logger.exception("a store write's callback failed")
         if ticket.event is not None:
-            ticket.event.set()
+            ticket.event.release()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every write queued before this call is committed (or failed); False when
