@@ -61,6 +61,8 @@ class ExperimentIndex:
             JobManagerJobNotFound: no experiment has that name or index.
             JobManagerError: the name is used by more than one circuit (look it up by index).
         """
+        if type(experiment) is int and 0 <= experiment < len(self):  # the common case, at once
+            return experiment
         if isinstance(experiment, QuantumCircuit):
             experiment = experiment.name
         if isinstance(experiment, str):

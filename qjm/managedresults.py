@@ -62,8 +62,10 @@ class ColumnarCounts(Counts):
 
 
 def _counts_from_arrays(record: ExperimentRecord) -> ColumnarCounts:
-    header = record.header
-    keys, values = record.counts
+    return _columnar_counts(*record.counts, record.header)
+
+
+def _columnar_counts(keys: np.ndarray, values: np.ndarray, header: dict) -> ColumnarCounts:
     strings = kernels.format_bits(keys, header.get("memory_slots"), header.get("creg_sizes"))
     out = ColumnarCounts.__new__(ColumnarCounts)
     dict.update(out, zip(strings, values.tolist()))
@@ -251,7 +253,16 @@ class ManagedResults:
         return out[0] if len(out) == 1 else out
 
     def _counts(self, key: Any) -> Counts | dict:
-        record = self._experiment(key, keep=False)
+        i = self._index.resolve(key)
+        if self._available[i] and i not in self._merged:
+            parts = self._plan.parts(i)
+            if len(parts) == 1:  # a histogram kept whole and read at once, when it can be
+                job_index, k = parts[0]
+                fast = getattr(self._records[job_index], "counts_and_header", None)
+                got = None if fast is None else fast(k)
+                if got is not None:
+                    return _columnar_counts(*got)
+        record = self._experiment(i, keep=False)
         header = record.header
         if "counts" in record.data:
             # kept as the backend spelled them: qiskit's own Counts reads them

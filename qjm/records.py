@@ -206,6 +206,14 @@ class PooledRecord(JobRecord):
             raise IndexError("experiment index out of range")
         return self._read().experiment(k, keep=True)
 
+    def counts_and_header(self, k: int) -> tuple[np.ndarray, np.ndarray, dict] | None:
+        """Experiment ``k``'s outcomes, counts and header when they can be read without the rest
+        of it (see ``PooledReader.counts_and_header``), else None."""
+        decoded = self._experiments
+        if decoded is not None and decoded[k] is not None:
+            return None
+        return self._read().counts_and_header(k)
+
     def __len__(self) -> int:
         if self._successes is not None:
             return len(self._successes)

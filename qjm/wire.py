@@ -991,14 +991,7 @@ class PooledReader:
             counts = item.get("c")
             span = self._counts_span[k]
             if span is not None:
-                a, b = span
-                keys, values = self._wide_counts()
-                if keys is None:  # a large pool: this experiment's part only
-                    keys = _widen(self._keys[a:b], np.uint64)
-                    values = self._values[a:b].astype(np.int64)
-                    exp.counts = (keys, values)
-                else:
-                    exp.counts = (keys[a:b], values[a:b])
+                exp.counts = self._pooled_counts(span)
             elif counts is not None:
                 keys, values = (dec.value(x) for x in counts)
                 exp.counts = (_widen(keys, np.uint64), values.astype(np.int64))
@@ -1014,6 +1007,46 @@ class PooledReader:
             raise WireError(
                 f"columnar result: experiment {k} is malformed ({type(exc).__name__}: {exc})"
             ) from exc
+
+    def counts_and_header(self, k: int) -> tuple[np.ndarray, np.ndarray, dict] | None:
+        """Experiment ``k``'s histogram (outcomes and counts, in the kernels' types) and its
+        header, without decoding the rest of it; None when it is not that simple (its counts
+        are not pooled, it keeps data or fields of its own): read the experiment then."""
+        span = self._counts_span[k]
+        item = self._items[k]
+        template = self._template
+        if span is None or item is None or template is None:
+            return None
+        try:
+            diff = None
+            rest = item.get("j")
+            if rest is not None:
+                if type(rest) is not str:
+                    return None
+                rest, end = _ITEM_DECODE(rest)
+                if type(rest) is not dict or end != len(item["j"]) or len(rest.keys() - {"d"}):
+                    return None
+                diff = rest.get("d")
+            header = template.get("header")
+            if diff:
+                if "header" in (diff.get("s") or ()) or "header" in (diff.get("x") or ()):
+                    return None
+                sub = (diff.get("m") or {}).get("header")
+                if sub:
+                    header = _apply(dict(header), sub, self._dec)
+            if type(header) is not dict:
+                return None
+            keys, values = self._pooled_counts(span)
+        except Exception:  # noqa: BLE001 - read the whole experiment, which says what is wrong
+            return None
+        return keys, values, header
+
+    def _pooled_counts(self, span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        a, b = span
+        keys, values = self._wide_counts()
+        if keys is None:  # a large pool: this experiment's part only
+            return _widen(self._keys[a:b], np.uint64), self._values[a:b].astype(np.int64)
+        return keys[a:b], values[a:b]
 
     def _wide_counts(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The pooled counts in the kernels' types, widened once for the whole job (the

@@ -259,6 +259,21 @@ def test_pooled_records_read_back_exactly(make_circuits):
         assert back.to_result().get_statevector(6) == result.get_statevector(6)
         assert back.to_result().get_counts(5) == result.get_counts(5)
     assert exps[5].counts[0].ndim == 2  # 70 clbits: packed rows, outside the pools
+    # a histogram read on its own (counts and header only) is the one the whole experiment gives
+    exps[3].fields["header"] = dict(exps[3].fields["header"], creg_sizes=[["a", 2], ["b", 3]])
+    del exps[4].fields["header"]
+    record.experiments = exps[:5]
+    pooled = PooledRecord(wire.encode_record(record))
+    read_alone = 0
+    for k, exp in enumerate(exps[:5]):
+        alone = pooled.counts_and_header(k)
+        if alone is not None:
+            read_alone += 1
+            keys, values, header = alone
+            assert repr(header) == repr(exp.header)  # (NaN in a header: not ==)
+            assert np.array_equal(keys, exp.counts[0]) and np.array_equal(values, exp.counts[1])
+        assert pooled._experiments is None  # nothing decoded and kept
+    assert read_alone == 4  # experiment 4 has no header: read whole
 
 
 def test_a_live_set_holds_each_result_once_as_bytes(tmp_path, make_circuits):
