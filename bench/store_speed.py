@@ -694,20 +694,22 @@ def report(flat, retrieval, memory, trees, load_start, load_end, seconds, args, 
             + (f"{bf / a:.1f}x" if bf else "-")
             + f" | <= {_fmt_s(target)} | {'yes' if a <= target else 'no'} |"
         )
-    for key, what in (("job_sets", "new process: `job_sets()`, 1 set of 100k experiments"),):
-        a = _best(retrieval["after"]["job_sets"], key)
-        bf = _best(retrieval["before"]["job_sets"], key) if has_before else None
+    for case, what, size in (
+        (
+            "job_sets",
+            "new process: `job_sets()`, 1 set of 100k experiments",
+            f"{n_ret:,} experiments",
+        ),
+        (
+            "job_sets_many",
+            "new process: `job_sets()`, 1 set of one-circuit jobs",
+            f"{one['n']:,} jobs",
+        ),
+    ):
+        a = _best(retrieval["after"][case], "job_sets")
+        bf = _best(retrieval["before"][case], "job_sets") if has_before else None
         lines.append(
-            f"| {what} | {n_ret:,} experiments | - | "
-            + (_fmt_s(bf) if bf else "-")
-            + f" | {_fmt_s(a)} | "
-            + (f"{bf / a:.1f}x" if bf else "-")
-            + " | reads only job rows | - |"
-        )
-        a = _best(retrieval["after"]["job_sets_many"], key)
-        bf = _best(retrieval["before"]["job_sets_many"], key) if has_before else None
-        lines.append(
-            f"| new process: `job_sets()`, 1 set of one-circuit jobs | {one['n']:,} jobs | - | "
+            f"| {what} | {size} | - | "
             + (_fmt_s(bf) if bf else "-")
             + f" | {_fmt_s(a)} | "
             + (f"{bf / a:.1f}x" if bf else "-")

@@ -16,7 +16,6 @@ from qjm.lookup import ExperimentIndex
 from qjm.plan import Plan
 from qjm.records import ExperimentRecord, JobRecord, fresh, outcomes_at
 
-
 _UNSET = object()
 
 
