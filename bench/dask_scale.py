@@ -20,6 +20,10 @@ gives the best round of each, and every round's time is listed under it):
    ``--workers`` worker processes, one thread each, started (and warmed: Aer and qjm imported)
    before the clock starts; a store file as by default; counts of every experiment read. The
    run's counts are checked against case 1 (the same seed gives the same samples).
+5. The floor of case 4 on this machine: the same jobs' tasks (qjm's worker function, the same
+   seeds) submitted straight to the same cluster with their QPY written before the clock starts,
+   and their records gathered as bytes, never read: what the cluster alone takes, with nothing
+   of the job manager (no check, journal, QPY, store, decoding or counts) in this process.
 
 Also measured: the CPU time this process spends per circuit during case 4 (``time.process_time``:
 every thread, including the LocalCluster's scheduler, which runs in this process) and the
@@ -167,6 +171,39 @@ def _qjm_case(
     }
 
 
+def _floor_case(client: Any, circuits: list, shots: int, seed: int, per_job: int) -> float:
+    """The cluster alone on the same jobs: qjm's worker function submitted straight to Dask
+    (the seeds of case 4), the QPY written before the clock starts, the records gathered as
+    bytes and not read."""
+    from qiskit_aer import AerSimulator
+
+    from qjm.dask import _blob, run_circuits_task
+    from qjm.wire import dump_circuits
+
+    token, blob = _blob(AerSimulator(), None)
+    starts = range(0, len(circuits), per_job)
+    payloads = [dump_circuits(circuits[k : k + per_job]) for k in starts]
+    start = time.perf_counter()
+    futures = [
+        client.submit(
+            run_circuits_task,
+            token,
+            blob,
+            payload,
+            {"shots": shots, "seed_simulator": seed + 2113 * k},
+            None,
+            f"floor-{uuid.uuid4().hex}",
+            True,
+            pure=False,
+        )
+        for k, payload in zip(starts, payloads)
+    ]
+    client.gather(futures)
+    seconds = time.perf_counter() - start
+    del futures
+    return seconds
+
+
 def _worker_cpu(client: Any) -> float:
     return sum(client.run(time.process_time).values())
 
@@ -258,7 +295,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     )
     client = distributed.Client(cluster)
     times: dict[str, list[float]] = {
-        k: [] for k in ("aer", "aer_par", "aer_1thread", "qjm_local", "qjm_dask")
+        k: [] for k in ("aer", "aer_par", "aer_1thread", "qjm_local", "qjm_dask", "dask_floor")
     }
     info: dict[str, Any] = {"load_start": os.getloadavg()}
     try:
@@ -278,8 +315,10 @@ def run(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
         reference = None
         for rnd in range(args.repeat):
             log(f"round {rnd + 1} of {args.repeat}")
-            for case in ("aer", "qjm_dask", "aer_par", "qjm_local", "aer_1thread"):
-                if case.startswith("aer"):
+            for case in ("aer", "qjm_dask", "aer_par", "qjm_local", "aer_1thread", "dask_floor"):
+                if case == "dask_floor":
+                    seconds = _floor_case(client, circuits, shots, seed, args.per_job)
+                elif case.startswith("aer"):
                     kw = {"aer": {}, "aer_par": {"max_parallel_experiments": 0}}.get(
                         case, {"max_parallel_threads": 1}
                     )
@@ -401,6 +440,14 @@ def render(args: argparse.Namespace, times: dict[str, list[float]], info: dict) 
         best["aer_1thread"],
     )
     row(
+        f"the floor of the Dask row: the same {info['jobs']} tasks (qjm's worker function) "
+        "submitted straight to the cluster, their QPY written before the clock starts, records "
+        "gathered as bytes and not read (no job manager in this process)",
+        best["dask_floor"],
+        "one `AerSimulator().run(all)` in one process",
+        aer,
+    )
+    row(
         "Aer's own parallelism: `AerSimulator(max_parallel_experiments=0).run(all)`",
         best["aer_par"],
         "one `AerSimulator().run(all)`",
@@ -469,10 +516,19 @@ def render(args: argparse.Namespace, times: dict[str, list[float]], info: dict) 
         f"- Where the Dask run's {tl['seconds']:.2f} s went (its best round, from Dask's task "
         f"stream): `JobManager.run()` itself took {tl['run_call']:.2f} s (it checks every "
         f"circuit against the backend's target before returning); the first task started on a "
-        f"worker {tl['first']:.2f} s after `run()` was called (the journal writes every job's "
-        "QPY to the store before the first job is submitted); the last task ended at "
-        f"{tl['last']:.2f} s; each worker was busy {tl['busy']:.2f} s. Before the first task "
-        "starts, the workers are idle and only this process works."
+        f"worker {tl['first']:.2f} s after `run()` was called (each job is submitted as soon as "
+        "its own QPY is committed to the journal, while later jobs' QPY is still being "
+        f"written); the last task ended at {tl['last']:.2f} s; each worker was busy "
+        f"{tl['busy']:.2f} s. Before the first task starts, the workers are idle and only this "
+        "process works."
+    )
+    out.append(
+        f"- The floor row is what the cluster alone takes for the same tasks "
+        f"({best['dask_floor']:.2f} s, {aer / best['dask_floor']:.2f}x the one Aer job): qjm's "
+        f"Dask row ({best['qjm_dask']:.2f} s) is {best['qjm_dask'] - best['dask_floor']:.2f} s "
+        "above it, the job manager's work in this process (checking, QPY for the journal and "
+        "the workers, submitting, storing, reading every count) on the cores the two workers "
+        "use. A ratio above the floor's is not reachable on this machine by the client alone."
     )
     out.append(
         "- On this machine each Dask worker runs Aer on one thread (the nanny sets "

@@ -520,6 +520,27 @@ class _TaskJob:
             self._future.release()
 
 
+def _circuits_record(data: bytes) -> Any:
+    """A circuits job's record as its worker sent it. In qjm's pooled layout (what
+    :func:`run_circuits_task` sends) it is kept as those very bytes, a
+    :class:`~qjm.records.PooledRecord`: its header is checked and read now (what succeeded),
+    each experiment is decoded when first read, and the store keeps the same bytes, so this
+    process neither decodes every experiment nor encodes them again. Another layout is decoded.
+
+    Raises:
+        WireError: the bytes are not a columnar record.
+    """
+    from qjm.records import PooledRecord
+    from qjm.wire import WireError, decode_record
+
+    record = PooledRecord(data if isinstance(data, bytes) else bytes(data))
+    try:
+        record.successes()  # reads the header: is it the pooled layout, and is it sound
+    except WireError:
+        return decode_record(data)
+    return record
+
+
 class DaskJob(_TaskJob, JobV1):
     """A job of a :class:`DaskBackend`: one Dask task; its job id is the task key.
 
@@ -530,10 +551,8 @@ class DaskJob(_TaskJob, JobV1):
     """
 
     def __init__(self, backend: DaskBackend, future: Any, published: bool):
-        from qjm.wire import decode_record
-
         JobV1.__init__(self, backend, str(future.key))
-        self._init_task(backend._cluster, future, published, decode_record)
+        self._init_task(backend._cluster, future, published, _circuits_record)
         self._result: Any = None
 
     def submit(self) -> None:

@@ -339,7 +339,9 @@ class JobManager:
             retry=retry,
             max_active_jobs=max_active_jobs,
         )
-        warm_up(circuits)
+        # a circuit goes to one job unless it is given twice or its shots run in parts (the
+        # transpiler's threads read every circuit)
+        warm_up(circuits, only_shared=plan.n_parts == 1 and to_transpile is None)
         if to_transpile is not None:
             job_set._transpiler = Transpiler(backend, to_transpile, len(circuits), processes)
         return self._start(job_set, plan.to_dict(), options_json, circuits, run_options)

@@ -97,8 +97,11 @@ class ManagedJobSet:
         self._backend = backend  # the target: a backend, a sampler or an estimator
         self._retry = retry if retry is not None else DEFAULT_RETRY
         self._work: list | None = None  # what the jobs run, kept in this process for retries
-        self._journal_ready = threading.Event()  # what the jobs run is in the store
-        self._journal_ready.set()
+        # the journal: what each job runs, committed before that job is submitted; the journal's
+        # thread writes job after job, and each job is submitted once its own entry is in
+        self._journal_cond = threading.Condition()
+        self._unjournaled: set[int] = set()  # jobs whose entry is still to be written
+        self._journal_writing = False  # the journal's thread is running
         self._journal_error: BaseException | None = None
         self._transpiler: Any = None  # qjm.transpiling.Transpiler, with run(transpile=...)
         self._transpiled: dict[int, Any] = {}  # job index: its circuits' future, then them
@@ -414,8 +417,9 @@ class ManagedJobSet:
 
     def _submit_all(self, circuits: list, run_options: dict[str, Any]) -> None:
         """Start submitting every job on the pool; returns at once. With a store file, what
-        every job runs is written to the journal first (on the pool), and no job is submitted
-        before that is done."""
+        every job runs is written to the journal, job after job on a thread of its own, and
+        each job is submitted as soon as its own entry is committed (not before), while later
+        jobs' entries are still being written."""
         self._work = circuits
         self._run_options = run_options
         if self._transpiler is not None:
@@ -424,8 +428,12 @@ class ManagedJobSet:
             for mj in self._managed:
                 self._transpiled[mj.index] = self._transpiler.submit(self._items_of(mj))
         elif self._store.path != ":memory:" and self._kind().work_bytes([]) is not None:
-            self._journal_ready.clear()
-            self._pool().submit(self._write_journal)
+            with self._journal_cond:
+                self._unjournaled = {mj.index for mj in self._managed}
+                self._journal_writing = True
+            threading.Thread(
+                target=self._write_journal, name=f"qjm-{self._id[:8]}-journal", daemon=True
+            ).start()
         first = self._managed if self._max_active is None else self._managed[: self._max_active]
         self._waiting.extend(self._managed[len(first) :])
         for mj in first:
@@ -470,17 +478,49 @@ class ManagedJobSet:
             pause = min(pause * 1.5, _POLL_CAP_MAX)
 
     def _write_journal(self) -> None:
+        """The journal's thread: each job's work (QPY), in job order, each committed on its own
+        so that its job can be submitted while the next ones are written. It stops at the first
+        failure (each job not yet written then tries once more itself, see :meth:`_journaled`)
+        and when the set is cancelled or shut down."""
         kind = self._kind()
         try:
-            works = [
-                (mj.index, kind.work_bytes(self._work[mj.start_index : mj.end_index + 1]))
-                for mj in self._managed
-            ]
-            self._store.record_work(self._id, works)
-        except Exception as exc:  # noqa: BLE001 - then nothing is submitted, and each job says why
+            for mj in self._managed:
+                if self._stop_submitting.is_set():
+                    break
+                work = kind.work_bytes(self._work[mj.start_index : mj.end_index + 1])
+                self._store.record_work(self._id, [(mj.index, work)])
+                with self._journal_cond:
+                    self._unjournaled.discard(mj.index)
+                    self._journal_cond.notify_all()
+        except Exception as exc:  # noqa: BLE001 - each job not written says why
             self._journal_error = exc
         finally:
-            self._journal_ready.set()
+            with self._journal_cond:
+                self._journal_writing = False
+                self._journal_cond.notify_all()
+
+    def _journaled(self, mj: ManagedJob, circuits: list) -> None:
+        """Return once what ``mj`` runs is committed to the journal: written by the journal's
+        thread, or here when that thread stopped before it (a failure, a cancel).
+
+        Raises:
+            JobManagerInvalidStateError: it cannot be written (the job is not submitted).
+        """
+        with self._journal_cond:
+            while self._journal_writing and mj.index in self._unjournaled:
+                self._journal_cond.wait()
+            if mj.index not in self._unjournaled:
+                return
+        try:
+            self._store.record_work(self._id, [(mj.index, self._kind().work_bytes(circuits))])
+        except Exception as exc:
+            error = self._journal_error if self._journal_error is not None else exc
+            raise JobManagerInvalidStateError(
+                f"not submitted: the store could not record what the job runs ({_describe(exc)})"
+                + (f"; the journal stopped at: {_describe(error)}" if error is not exc else "")
+            ) from exc
+        with self._journal_cond:
+            self._unjournaled.discard(mj.index)
 
     def _who(self, mj: ManagedJob) -> str:
         """A job, as the log names it: its set's id (first 8 characters), index and items."""
@@ -514,13 +554,9 @@ class ManagedJobSet:
                 kind = self._kind()
                 if self._store.path != ":memory:" and kind.work_bytes([]) is not None:
                     self._store.record_work(self._id, [(mj.index, kind.work_bytes(circuits))])
-            # the journal: what the job runs, then that it is being submitted, before it is
-            self._journal_ready.wait()
-            if self._journal_error is not None:
-                raise JobManagerInvalidStateError(
-                    "not submitted: the store could not record what the jobs run "
-                    f"({_describe(self._journal_error)})"
-                ) from self._journal_error
+            else:
+                # the journal: what the job runs, then that it is being submitted, before it is
+                self._journaled(mj, circuits)
             self._store.record_intent(self._id, mj.index)
             while True:
                 attempt += 1
@@ -645,8 +681,8 @@ class ManagedJobSet:
         if blob is None:
             raise JobManagerInvalidStateError(
                 f"cannot submit job {mj.index} again: the store holds no record of what it runs "
-                "(the store is ':memory:', or the process ended before the journal was written, "
-                "when no job had been submitted: run the set again)"
+                "(the store is ':memory:', or the process ended before the journal had recorded "
+                "this job: run its experiments again)"
             )
         try:
             return self._kind().load_work(blob)

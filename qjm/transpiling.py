@@ -12,7 +12,9 @@ still being transpiled.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
+import math
 import os
 import queue
 import struct
@@ -34,6 +36,12 @@ _SMALL = 64  # fewer circuits than this, on one worker: transpiled in this proce
 def check_target(circuits: list[QuantumCircuit], backend: Any) -> None:
     """Refuse circuits the backend's ``Target`` cannot run as they are.
 
+    Every circuit is checked (before anything is submitted) at a few microseconds each: its
+    operation names are counted in Rust (``count_ops``), and its instructions are walked only
+    when it holds an operation the target allows on some qubits and not others (a device's
+    coupling map). An operation listed on every qubit (or every ordered tuple of distinct qubits)
+    of the target, as a simulator lists ``measure``, is limited by the qubit count alone.
+
     Raises:
         ValueError: names the circuit, the operation (or qubits) and the fix.
     """
@@ -44,51 +52,74 @@ def check_target(circuits: list[QuantumCircuit], backend: Any) -> None:
         names = set(target.operation_names)
     except Exception:  # noqa: BLE001 - a target that cannot say is not checked
         return
-    restricted = _coupled_operations(target)
-    device_qubits = target.num_qubits if restricted else None
+    restricted, device_qubits = _coupled_operations(target)
     where = getattr(backend, "name", type(backend).__name__)
     fix = (
         "transpile the circuits for it: run(..., transpile=True) (or optimization_level=N), or "
         "qiskit.transpile(circuits, backend) first. Nothing was submitted."
     )
     for i, circuit in enumerate(circuits):
-        label = f"circuit {circuit.name!r} (circuits[{i}])"
         if device_qubits is not None and circuit.num_qubits > device_qubits:
             raise ValueError(
-                f"{label} has {circuit.num_qubits} qubits; {where} has {device_qubits}. "
-                "Use fewer qubits, or another backend. Nothing was submitted."
+                f"{_label(circuit, i)} has {circuit.num_qubits} qubits; {where} has "
+                f"{device_qubits}. Use fewer qubits, or another backend. Nothing was submitted."
             )
         ops = circuit.count_ops()
         unknown = sorted(n for n in ops if n not in names and n not in _DIRECTIVES)
         if unknown:
             raise ValueError(
-                f"{label} holds {', '.join(repr(n) for n in unknown)}, which {where} cannot run "
-                f"(its Target has no such operation); {fix}"
+                f"{_label(circuit, i)} holds {', '.join(repr(n) for n in unknown)}, which {where} "
+                f"cannot run (its Target has no such operation); {fix}"
             )
         if restricted and any(n in restricted for n in ops):
+            index = {q: j for j, q in enumerate(circuit.qubits)}
             for inst in circuit.data:
-                allowed = restricted.get(inst.operation.name)
+                allowed = restricted.get(inst.name)  # no Python gate object is built
                 if allowed is None:
                     continue
-                qargs = tuple(circuit.find_bit(q).index for q in inst.qubits)
+                qargs = tuple(index[q] for q in inst.qubits)
                 if qargs not in allowed:
                     raise ValueError(
-                        f"{label} applies {inst.operation.name!r} to qubits {qargs}, which "
-                        f"{where} does not couple; {fix}"
+                        f"{_label(circuit, i)} applies {inst.name!r} to qubits {qargs}, "
+                        f"which {where} does not couple; {fix}"
                     )
 
 
-def _coupled_operations(target: Any) -> dict[str, set[tuple[int, ...]]]:
-    """Operations the target allows only on listed qubits (a device's coupling map)."""
+def _label(circuit: QuantumCircuit, i: int) -> str:
+    return f"circuit {circuit.name!r} (circuits[{i}])"
+
+
+def _coupled_operations(target: Any) -> tuple[dict[str, set[tuple[int, ...]]], int | None]:
+    """Operations the target allows only on listed qubits (a device's coupling map), and the
+    number of qubits the target has when it lists qubits for any operation (else None)."""
     out: dict[str, set[tuple[int, ...]]] = {}
+    lists_qubits = False
     try:
+        n = target.num_qubits
         for name in target.operation_names:
             props = target[name]
             if props and None not in props:
-                out[name] = {tuple(q) for q in props}
+                lists_qubits = True
+                allowed = {tuple(q) for q in props}
+                if not _everywhere(allowed, n):
+                    out[name] = allowed
     except Exception:  # noqa: BLE001 - a target that cannot say is not checked this way
-        return {}
-    return out
+        return {}, None
+    return out, (n if lists_qubits else None)
+
+
+def _everywhere(allowed: set[tuple[int, ...]], n: int | None) -> bool:
+    """Whether ``allowed`` holds every ordered tuple of distinct qubits of ``n`` (of its one
+    arity): then only the qubit count limits the operation."""
+    if not n:
+        return False
+    arities = {len(q) for q in allowed}
+    if len(arities) != 1:
+        return False
+    k = arities.pop()
+    if k < 1 or len(allowed) < math.perm(n, k):
+        return False
+    return all(q in allowed for q in itertools.permutations(range(n), k))
 
 
 def transpile_options(transpile: Any, optimization_level: Any) -> dict[str, Any] | None:

@@ -149,6 +149,14 @@ def test_a_job_run_directly_and_the_worker_function(client, make_circuits):
     reference = AerSimulator().run(circuits, shots=100, seed_simulator=5).result()
     assert [result.get_counts(i) for i in range(5)] == [reference.get_counts(i) for i in range(5)]
     assert job.status() == JobStatus.DONE and not job.cancel()
+    # the record is kept as the bytes the worker sent (decoded experiment by experiment as read,
+    # and stored as they are): the client neither decodes every experiment nor encodes again
+    from qjm.records import PooledRecord
+    from qjm.wire import encode_record
+
+    record = job.columnar_result(timeout=60)
+    assert isinstance(record, PooledRecord) and encode_record(record) is record.blob
+    assert record.success and record.successes().tolist() == [True] * 5
     # the task function itself takes QPY and gives bytes (no pickles either way)
     import io
 

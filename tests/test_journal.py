@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -444,3 +445,91 @@ def test_a_result_committed_but_not_confirmed_is_confirmed_by_the_next_process(
         "killed between commit and confirmation: the kept result was confirmed by the next "
         "process (without reading it again), the other read and confirmed; 6 of 6 experiments"
     )
+
+
+def test_each_job_is_submitted_once_its_own_work_is_journaled_not_the_whole_set(
+    tmp_path, make_circuits, monkeypatch
+):
+    """The journal is pipelined with submission: the first job goes to the backend while later
+    jobs' work is still being written, and no job goes before its own work is committed (read
+    on a connection of the backend's own, at each submission)."""
+    from backends import WrappedBackend
+
+    store = tmp_path / "s.sqlite"
+    jobs, per_job = 6, 2
+
+    class WatchedBackend(WrappedBackend):
+        def __init__(self):
+            super().__init__()
+            self.first_submitted = threading.Event()
+            self.seen: list[tuple[int, set[int]]] = []  # (job, jobs whose work is committed)
+
+        def _check_submit(self, circuits, names):
+            conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+            try:
+                committed = {row[0] for row in conn.execute("SELECT idx FROM job_work")}
+            finally:
+                conn.close()
+            with self._lock:
+                self.seen.append((int(names[0][1:]) // per_job, committed))
+            self.first_submitted.set()
+
+    backend = WatchedBackend()
+    manager = qjm.JobManager(store=store)
+    record_work = manager._store.record_work
+
+    def record_work_last_after_a_submission(job_set_id, works):
+        if any(idx == jobs - 1 for idx, _ in works):
+            # bounded: a journal written whole before the first submission waits here in vain
+            backend.first_submitted.wait(20)
+        record_work(job_set_id, works)
+
+    monkeypatch.setattr(manager._store, "record_work", record_work_last_after_a_submission)
+    job_set = manager.run(
+        make_circuits(jobs * per_job),
+        backend=backend,
+        max_experiments_per_job=per_job,
+        shots=20,
+        seed_simulator=3,
+    )
+    assert job_set.results(timeout=120).success
+    assert sorted(job for job, _ in backend.seen) == list(range(jobs))
+    assert jobs - 1 not in backend.seen[0][1]  # submitted before the last job's work was in
+    assert all(job in committed for job, committed in backend.seen)  # but never before its own
+    again = qjm.JobManager(store=store).retrieve_job_set(job_set.job_set_id())
+    assert again.results().success
+
+
+@pytest.mark.parametrize("bad", ["operation", "coupling"])
+def test_a_bad_circuit_at_the_end_of_a_big_set_is_refused_with_nothing_submitted(
+    tmp_path, make_circuits, bad
+):
+    """Every circuit is checked against the target before the first job is submitted, even
+    though each job is then journaled and submitted on its own."""
+    from backends import WrappedBackend
+    from qiskit import QuantumCircuit, transpile
+    from qiskit.circuit import Gate
+    from qiskit.providers.fake_provider import GenericBackendV2
+
+    if bad == "operation":
+        backend = WrappedBackend()
+        circuits = make_circuits(400)
+        last = circuits[-1].copy(name="last")
+        last.append(Gate("bogus", 1, []), [0])
+        message = r"'last' \(circuits\[399\]\) holds 'bogus'.*Nothing was submitted"
+    else:
+        device = GenericBackendV2(3, coupling_map=[[0, 1], [1, 0], [1, 2], [2, 1]], seed=1)
+        backend = WrappedBackend(device)
+        circuits = transpile(make_circuits(400), device, seed_transpiler=1)
+        last = QuantumCircuit(3, 3, name="last")
+        last.cx(0, 2)
+        last.measure(range(3), range(3))
+        message = r"'last' \(circuits\[399\]\) applies 'cx' to qubits \(0, 2\).*Nothing was"
+    circuits[-1] = last
+    manager = qjm.JobManager(store=tmp_path / "s.sqlite")
+    with pytest.raises(ValueError, match=message):
+        manager.run(circuits, backend=backend, max_experiments_per_job=2, shots=10)
+    assert backend.run_calls == 0 and manager.job_sets() == []
+    # without the bad circuit, the same set runs
+    job_set = manager.run(circuits[:-1], backend=backend, max_experiments_per_job=50, shots=10)
+    assert job_set.results(timeout=120).success and backend.run_calls == 8

@@ -54,6 +54,22 @@ def test_a_device_refuses_uncoupled_qubits_and_too_many_qubits():
     assert job_set.results(timeout=120).success
 
 
+def test_only_operations_limited_to_some_qubits_make_the_check_walk_a_circuit():
+    """A simulator lists ``measure`` (and ``delay``) on each of its qubits: that limits nothing
+    but the qubit count, so its circuits are checked by their operation names alone; a device's
+    coupled ``cx`` is still checked instruction by instruction."""
+    from qjm.transpiling import _coupled_operations
+
+    aer = AerSimulator().target
+    assert _coupled_operations(aer) == ({}, aer.num_qubits)
+    device = GenericBackendV2(num_qubits=3, coupling_map=[[0, 1], [1, 0], [1, 2], [2, 1]], seed=1)
+    restricted, qubits = _coupled_operations(device.target)
+    assert qubits == 3 and set(restricted) == {"cx"}
+    assert restricted["cx"] == {(0, 1), (1, 0), (1, 2), (2, 1)}
+    every = GenericBackendV2(num_qubits=3, seed=1)  # all to all: nothing to walk for
+    assert _coupled_operations(every.target) == ({}, 3)
+
+
 @pytest.mark.parametrize("processes", [0, 2])
 def test_transpiled_on_the_way_in_equals_transpile_then_run(tmp_path, processes):
     """80 circuits in 8 jobs (worker processes when processes > 0): the counts equal qiskit's
@@ -91,9 +107,7 @@ def test_transpiled_on_the_way_in_equals_transpile_then_run(tmp_path, processes)
 def test_transpile_options_are_checked():
     circuits = random_circuits(2)
     with pytest.raises(ValueError, match="optimization_level must be 0, 1, 2 or 3"):
-        qjm.JobManager(store=":memory:").run(
-            circuits, backend=AerSimulator(), optimization_level=7
-        )
+        qjm.JobManager(store=":memory:").run(circuits, backend=AerSimulator(), optimization_level=7)
     with pytest.raises(TypeError, match="transpile must be True, False, or a dict"):
         qjm.JobManager(store=":memory:").run(circuits, backend=AerSimulator(), transpile="yes")
     with pytest.raises(ValueError, match="cannot transpile for"):
