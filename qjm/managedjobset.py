@@ -10,11 +10,12 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 import numpy as np
+from qiskit.circuit import QuantumCircuit
 from qiskit.providers import JobStatus, JobV1
 from qiskit.providers.jobstatus import JOB_FINAL_STATES
 
@@ -506,8 +507,11 @@ class ManagedJobSet:
         Raises:
             JobManagerInvalidStateError: it cannot be written (the job is not submitted).
         """
+        # a circuits job goes once its own entry is in; a primitive job once every entry is (a
+        # set of PUBs is resumed from its journal only, while circuits can be given again)
+        whole = self._kind_name != "circuits"
         with self._journal_cond:
-            while self._journal_writing and mj.index in self._unjournaled:
+            while self._journal_writing and (whole or mj.index in self._unjournaled):
                 self._journal_cond.wait()
             if mj.index not in self._unjournaled:
                 return
@@ -806,14 +810,23 @@ class ManagedJobSet:
     def _unsubmitted_done(self) -> bool:
         return all(mj.submitted.is_set() for mj in self._managed)
 
-    def resume(self, resubmit_uncertain: bool = False) -> list[int]:
+    def resume(
+        self, resubmit_uncertain: bool = False, circuits: Sequence[QuantumCircuit] | None = None
+    ) -> list[int]:
         """For a set retrieved in another process: submit the jobs that never started (and,
         with ``resubmit_uncertain``, those whose submission may or may not have reached the
         backend), from what the journal recorded; returns their indices.
 
+        Each job is journaled just before it is submitted, so a process that died within its
+        first moments may have left jobs that never started and were never journaled. Give
+        ``circuits`` (the list the set was run with) to resume those too; it is checked against
+        the set (its length and names) before anything is submitted.
+
         Raises:
             JobManagerInvalidStateError: no backend was given to ``retrieve_job_set``, or what a
-                job runs or a run option was not recorded (primitive work, a ``NoiseModel``...).
+                job runs or a run option was not recorded (a job never journaled and no
+                ``circuits``, a ``NoiseModel``...). Nothing is submitted then.
+            ValueError: ``circuits`` is not the list the set was run with.
         """
         self._ensure_loaded()
         kind = self._kind()
@@ -842,7 +855,31 @@ class ManagedJobSet:
         if not todo:
             return []
         self._check_resubmittable("resume()")
-        work = [self._items_of(mj) for mj in todo]  # all known before any is submitted
+        if circuits is not None:
+            self._check_given_circuits(circuits)
+        # all known before any is submitted
+        work, unrecorded = [], []
+        for mj in todo:
+            try:
+                work.append(self._items_of(mj))
+            except JobManagerInvalidStateError:
+                recorded = self._store.job_work(self._id, mj.index) is not None
+                if recorded or self._kind_name != "circuits":
+                    raise  # recorded but unreadable, or primitive work: said as it is
+                if circuits is None:
+                    unrecorded.append(mj.index)
+                    continue
+                work.append(list(circuits[mj.start_index : mj.end_index + 1]))
+                with self._journal_cond:  # journaled by its submission, before it is submitted
+                    self._unjournaled.add(mj.index)
+        if unrecorded:
+            shown = ", ".join(map(str, unrecorded[:10])) + ("..." if len(unrecorded) > 10 else "")
+            raise JobManagerInvalidStateError(
+                f"resume(): {len(unrecorded)} job(s) never started and were never journaled "
+                f"(jobs {shown}: the process ended while the journal was being written); give the "
+                "circuits the set was run with, resume(circuits=circuits), to resume them. "
+                "Nothing was submitted."
+            )
         self._started()
         self._stop_submitting.clear()
         for mj, items in zip(todo, work):
@@ -852,6 +889,28 @@ class ManagedJobSet:
             mj.submitted.clear()
             self._submit_later(mj, items)
         return [mj.index for mj in todo]
+
+    def _check_given_circuits(self, circuits: Sequence[QuantumCircuit]) -> None:
+        """``circuits`` are those the set was run with: as many, and named the same."""
+        if self._kind_name != "circuits":
+            raise ValueError(
+                "resume(circuits=...) is for a set of circuits; this set ran "
+                f"{self._kind_name} work, which is resumed from its journal only"
+            )
+        circuits = list(circuits)
+        names = self._index.names
+        if len(circuits) != len(names):
+            raise ValueError(
+                f"resume(circuits=...): {len(circuits)} circuits given; the set was run with "
+                f"{len(names)}. Give the same list the set was run with."
+            )
+        for i, (circuit, name) in enumerate(zip(circuits, names)):
+            if not isinstance(circuit, QuantumCircuit) or circuit.name != name:
+                raise ValueError(
+                    f"resume(circuits=...): circuits[{i}] is "
+                    f"{getattr(circuit, 'name', type(circuit).__name__)!r}; the set ran {name!r} "
+                    "there. Give the same list the set was run with."
+                )
 
     def _check_resubmittable(self, what: str) -> None:
         if self._backend is None:

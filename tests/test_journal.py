@@ -533,3 +533,104 @@ def test_a_bad_circuit_at_the_end_of_a_big_set_is_refused_with_nothing_submitted
     # without the bad circuit, the same set runs
     job_set = manager.run(circuits[:-1], backend=backend, max_experiments_per_job=50, shots=10)
     assert job_set.results(timeout=120).success and backend.run_calls == 8
+
+
+DEEP = """
+def deep_circuits(n, layers=300):
+    from qiskit import QuantumCircuit
+
+    out = []
+    for i in range(n):
+        qc = QuantumCircuit(3, 3, name=f"d{i}")
+        for k in range(layers):
+            qc.rx(0.001 * (i + k), k % 3)
+            qc.cx(k % 3, (k + 1) % 3)
+        qc.measure(range(3), range(3))
+        out.append(qc)
+    return out
+"""
+
+JOURNAL_CHILD = (
+    DEEP
+    + """
+import sys, time
+import qjm
+from qjm.remote import RemoteBackend
+
+url, token, store = sys.argv[1:4]
+circuits = deep_circuits(150)
+job_set = qjm.JobManager(store=store).run(
+    circuits, backend=RemoteBackend(url, token), max_experiments_per_job=1, max_workers=2,
+    shots=20, seed_simulator=5,
+)
+print(job_set.job_set_id(), flush=True)
+time.sleep(600)
+"""
+)
+
+
+def test_sigkill_while_the_journal_is_written_then_resume_with_the_circuits(
+    tmp_path, server_factory, subprocess_env
+):
+    """Each job is journaled just before it is submitted, so a process killed in its first
+    moments leaves jobs never started and never journaled: resume() says so and submits
+    nothing; resume(circuits=...) checks the list and resumes them; every circuit runs once."""
+    server = server_factory()
+    token = server.tokens["alice"]
+    store = tmp_path / "s.sqlite"
+    child = subprocess.Popen(
+        [sys.executable, "-c", JOURNAL_CHILD, server.url, token, str(store)],
+        env=subprocess_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        job_set_id = child.stdout.readline().strip()
+        assert job_set_id, child.stderr.read()
+        for _ in range(3000):  # bounded: at most 30 s
+            if submitted_jobs(store)[0] >= 1:
+                break
+            time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+    finally:
+        child.kill()
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+    journaled = conn.execute("SELECT COUNT(*) FROM job_work").fetchone()[0]
+    conn.close()
+    with_id, intent = submitted_jobs(store)
+    assert with_id >= 1 and journaled < 150, "the kill came too late to test anything"
+
+    namespace: dict = {}
+    exec(DEEP, namespace)  # noqa: S102 - the same circuits as the child's
+    circuits = namespace["deep_circuits"](150)
+    backend = RemoteBackend(server.url, token)
+    job_set = qjm.JobManager(store=store).retrieve_job_set(job_set_id, backend=backend)
+    with pytest.raises(qjm.JobManagerInvalidStateError, match=r"resume\(circuits=circuits\)"):
+        job_set.resume()
+    before = len(backend.jobs(limit=1000))
+    with pytest.raises(ValueError, match=r"circuits\[0\] is 'd1'"):
+        job_set.resume(circuits=circuits[1:] + circuits[:1])
+    with pytest.raises(ValueError, match="149 circuits given"):
+        job_set.resume(circuits=circuits[:-1])
+    assert len(backend.jobs(limit=1000)) == before  # nothing was submitted by the refusals
+    resumed = job_set.resume(circuits=circuits, resubmit_uncertain=True)
+    assert len(resumed) >= 150 - with_id - intent
+    results = job_set.results(timeout=300)
+    assert results.success, job_set.error_messages()
+    names = []
+    for info in backend.jobs(limit=1000):
+        names += [e["header"]["name"] for e in info.result().to_dict()["results"]]
+    assert sorted(names) == sorted(f"d{i}" for i in range(150))  # each ran once
+    # the resumed jobs were journaled before they were submitted
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+    assert conn.execute("SELECT COUNT(*) FROM job_work").fetchone()[0] == 150
+    conn.close()
+    local = AerSimulator().run(circuits[:20], shots=20, seed_simulator=5).result()
+    assert all(results.get_counts(i) == local.get_counts(i) for i in range(20))
+    print(
+        f"SIGKILL while journaling: {journaled} of 150 jobs journaled, {with_id} submitted, "
+        f"{intent} uncertain; resume() refused with nothing submitted; resume(circuits=...) "
+        f"resumed {len(resumed)}; 150 of 150 experiments, each run once"
+    )
