@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,10 @@ from qjm.validation import check_timeout
 from qjm.wire import encode_record
 
 logger = logging.getLogger(__name__)
+
+_JOURNAL_AHEAD = 256  # journal entries queued for commit at most at once (see _write_journal)
+_ENDED: Future = Future()  # stands for a submission's future once the submission has ended
+_ENDED.set_result(None)
 
 # what a job set listed by JobManager.job_sets() reads from the store on first use
 _LAZY = frozenset(
@@ -103,6 +108,7 @@ class ManagedJobSet:
         self._journal_cond = threading.Condition()
         self._unjournaled: set[int] = set()  # jobs whose entry is still to be written
         self._journal_writing = False  # the journal's thread is running
+        self._journal_waiters: set[int] = set()  # jobs waiting for their entry's commit
         self._journal_error: BaseException | None = None
         self._transpiler: Any = None  # qjm.transpiling.Transpiler, with run(transpile=...)
         self._transpiled: dict[int, Any] = {}  # job index: its circuits' future, then them
@@ -479,26 +485,61 @@ class ManagedJobSet:
             pause = min(pause * 1.5, _POLL_CAP_MAX)
 
     def _write_journal(self) -> None:
-        """The journal's thread: each job's work (QPY), in job order, each committed on its own
-        so that its job can be submitted while the next ones are written. It stops at the first
-        failure (each job not yet written then tries once more itself, see :meth:`_journaled`)
-        and when the set is cancelled or shut down."""
+        """The journal's thread: each job's work (QPY), in job order, queued to the store's
+        writer, which commits many entries per transaction; each job is submitted once its own
+        entry is committed, while the next ones are written. At most :data:`_JOURNAL_AHEAD`
+        entries wait for their commit at once. It stops at the first failure (each job not yet
+        written then tries once more itself, see :meth:`_journaled`) and when the set is
+        cancelled or shut down."""
         kind = self._kind()
+        cond = self._journal_cond
+        pending = [0]  # entries queued and not yet committed (or failed)
+
+        def committed(index: int, error: StoreError | None) -> None:  # on the writer's thread
+            with cond:
+                pending[0] -= 1
+                if error is None:
+                    self._unjournaled.discard(index)
+                elif self._journal_error is None:
+                    self._journal_error = error
+                if (
+                    error is not None
+                    or index in self._journal_waiters  # a job waits for this entry
+                    or pending[0] <= 1  # the journal's thread may wait for the last ones
+                    or pending[0] == _JOURNAL_AHEAD - 1  # ... or for room to queue more
+                ):
+                    cond.notify_all()
+
         try:
             for mj in self._managed:
-                if self._stop_submitting.is_set():
+                if self._stop_submitting.is_set() or self._journal_error is not None:
                     break
                 work = kind.work_bytes(self._work[mj.start_index : mj.end_index + 1])
-                self._store.record_work(self._id, [(mj.index, work)])
-                with self._journal_cond:
-                    self._unjournaled.discard(mj.index)
-                    self._journal_cond.notify_all()
+                with cond:
+                    while pending[0] >= _JOURNAL_AHEAD and self._journal_error is None:
+                        cond.wait()
+                    pending[0] += 1
+                try:
+                    self._store.record_work(
+                        self._id,
+                        [(mj.index, work)],
+                        wait=False,
+                        callback=partial(committed, mj.index),
+                    )
+                except BaseException:
+                    with cond:
+                        pending[0] -= 1
+                    raise
         except Exception as exc:  # noqa: BLE001 - each job not written says why
-            self._journal_error = exc
+            with cond:
+                if self._journal_error is None:
+                    self._journal_error = exc
         finally:
-            with self._journal_cond:
+            with cond:
+                while pending[0] > 0:  # what was queued is committed, or failed, first
+                    cond.wait()
                 self._journal_writing = False
-                self._journal_cond.notify_all()
+                cond.notify_all()
 
     def _journaled(self, mj: ManagedJob, circuits: list) -> None:
         """Return once what ``mj`` runs is committed to the journal: written by the journal's
@@ -511,8 +552,13 @@ class ManagedJobSet:
         # set of PUBs is resumed from its journal only, while circuits can be given again)
         whole = self._kind_name != "circuits"
         with self._journal_cond:
-            while self._journal_writing and (whole or mj.index in self._unjournaled):
-                self._journal_cond.wait()
+            if self._journal_writing and (whole or mj.index in self._unjournaled):
+                self._journal_waiters.add(mj.index)  # woken when its entry is committed
+                try:
+                    while self._journal_writing and (whole or mj.index in self._unjournaled):
+                        self._journal_cond.wait()
+                finally:
+                    self._journal_waiters.discard(mj.index)
             if mj.index not in self._unjournaled:
                 return
         try:
@@ -727,6 +773,8 @@ class ManagedJobSet:
             logger.warning("job %d's row is not in the store: %s", mj.index, exc)
 
     def _submission_ended(self, mj: ManagedJob) -> None:
+        if mj.index < len(self._submit_futures):  # its future is let go (a set holds no
+            self._submit_futures[mj.index] = _ENDED  # objects per job it no longer needs)
         mj.submitted.set()
         for listener in list(self._submit_listeners):
             listener(mj)
@@ -1167,15 +1215,13 @@ class ManagedJobSet:
         finished: queue.SimpleQueue[int] = queue.SimpleQueue()  # jobs whose look has ended
         watching: dict[int, Future] = {}
         due: list[tuple[float, int]] = []  # (when, job): looks to start, soonest first
-        # rung by every look that ends: one future to wait on, whatever the number of jobs
-        bell_lock = threading.Lock()
-        bell: list[Future] = [Future()]
+        # rung by every look that ends and every submission: one event to wait on, whatever the
+        # number of jobs (cleared before the queues are read, so no ring is missed)
+        bell = threading.Event()
 
         def ended(index: int) -> None:
             finished.put(index)
-            with bell_lock:
-                if not bell[0].done():
-                    bell[0].set_result(None)
+            bell.set()
 
         def watch(index: int, future: Future) -> None:
             watching[index] = future
@@ -1186,9 +1232,7 @@ class ManagedJobSet:
 
         def submitted(mj: ManagedJob) -> None:
             arrived.put(mj.index)
-            with bell_lock:
-                if not bell[0].done():
-                    bell[0].set_result(None)
+            bell.set()
 
         self._submit_listeners.append(submitted)  # before looking: no submission is missed
         for mj in wanted:
@@ -1209,9 +1253,7 @@ class ManagedJobSet:
         try:
             while remaining:
                 progressed = False
-                with bell_lock:
-                    if bell[0].done():
-                        bell[0] = Future()
+                bell.clear()
                 while submitting:
                     try:
                         index = arrived.get_nowait()
@@ -1244,6 +1286,8 @@ class ManagedJobSet:
                     del watching[index]
                     found = _NOT_READY if future.cancelled() else future.result()
                     mj = remaining[index]
+                    if mj.fetch_future is future:
+                        mj.fetch_future = None  # ended and read: let go
                     if found == _NOT_READY:
                         when = max(time.monotonic() + backoff[index], mj.retry_at)
                         heapq.heappush(due, (when, index))
@@ -1265,7 +1309,7 @@ class ManagedJobSet:
                 # bounded waits: Ctrl-C is seen at once, and nothing waits for ever unwoken
                 pause = min(max(0.0, wake - now), 1.0)
                 if watching or submitting:
-                    wait([bell[0]], timeout=pause, return_when=FIRST_COMPLETED)
+                    bell.wait(pause)
                 elif pause:
                     time.sleep(pause)
         finally:

@@ -605,14 +605,31 @@ class Store:
             return
         self._write(_INTENT_ROW, (job_set_id, idx, SUBMITTING))
 
-    def record_work(self, job_set_id: str, works: list[tuple[int, bytes]]) -> None:
-        """What every job of a set runs (QPY), written in one transaction before any is
-        submitted."""
+    def record_work(
+        self,
+        job_set_id: str,
+        works: list[tuple[int, bytes]],
+        wait: bool = True,
+        callback: Callable[[StoreError | None], None] | None = None,
+    ) -> None:
+        """What jobs of a set run (QPY), in one transaction, before they are submitted. Without
+        ``wait``, queued: ``callback`` says when it is committed, or why not."""
         if self.path == ":memory:" or not works:
+            if callback is not None:
+                callback(None)
             return
-        self._write(
-            "INSERT OR REPLACE INTO job_work VALUES (?, ?, ?)",
-            [(job_set_id, idx, blob) for idx, blob in works],
+        self._write_all(
+            _Writes(
+                [
+                    (
+                        "INSERT OR REPLACE INTO job_work VALUES (?, ?, ?)",
+                        [(job_set_id, idx, blob) for idx, blob in works],
+                    )
+                ],
+                wait,
+                callback,
+                nbytes=sum(len(blob) for _, blob in works),
+            )
         )
 
     def job_work(self, job_set_id: str, idx: int) -> bytes | None:
