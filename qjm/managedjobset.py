@@ -35,7 +35,9 @@ from qjm.wire import encode_record
 
 logger = logging.getLogger(__name__)
 
-_JOURNAL_AHEAD = 256  # journal entries queued for commit at most at once (see _write_journal)
+# journal entries queued for their commit at most at once, and their bytes (see _write_journal)
+_JOURNAL_AHEAD = 256
+_JOURNAL_AHEAD_BYTES = 1 << 20
 _ENDED: Future = Future()  # stands for a submission's future once the submission has ended
 _ENDED.set_result(None)
 
@@ -488,16 +490,24 @@ class ManagedJobSet:
         """The journal's thread: each job's work (QPY), in job order, queued to the store's
         writer, which commits many entries per transaction; each job is submitted once its own
         entry is committed, while the next ones are written. At most :data:`_JOURNAL_AHEAD`
-        entries wait for their commit at once. It stops at the first failure (each job not yet
+        entries (and about :data:`_JOURNAL_AHEAD_BYTES`) wait for their commit at once. It stops at the first failure (each job not yet
         written then tries once more itself, see :meth:`_journaled`) and when the set is
         cancelled or shut down."""
         kind = self._kind()
         cond = self._journal_cond
-        pending = [0]  # entries queued and not yet committed (or failed)
+        # entries queued and not yet committed (or failed), their bytes, and whether this
+        # thread waits for room to queue the next one
+        pending = {"n": 0, "bytes": 0, "waiting": False}
 
-        def committed(index: int, error: StoreError | None) -> None:  # on the writer's thread
-            with cond:
-                pending[0] -= 1
+        def room() -> bool:
+            return pending["n"] == 0 or (
+                pending["n"] < _JOURNAL_AHEAD and pending["bytes"] < _JOURNAL_AHEAD_BYTES
+            )
+
+        def committed(index: int, nbytes: int, error: StoreError | None) -> None:
+            with cond:  # on the writer's thread
+                pending["n"] -= 1
+                pending["bytes"] -= nbytes
                 if error is None:
                     self._unjournaled.discard(index)
                 elif self._journal_error is None:
@@ -505,30 +515,37 @@ class ManagedJobSet:
                 if (
                     error is not None
                     or index in self._journal_waiters  # a job waits for this entry
-                    or pending[0] <= 1  # the journal's thread may wait for the last ones
-                    or pending[0] == _JOURNAL_AHEAD - 1  # ... or for room to queue more
+                    or (pending["waiting"] and room())  # this thread waits for room
                 ):
                     cond.notify_all()
 
         try:
             for mj in self._managed:
+                # room first, then the next entry: large entries (QPY of many circuits) go one
+                # at a time, leaving the interpreter to the submissions between them; small ones
+                # are queued many at once and committed together
+                with cond:
+                    pending["waiting"] = True
+                    while not room() and self._journal_error is None:
+                        cond.wait()
+                    pending["waiting"] = False
                 if self._stop_submitting.is_set() or self._journal_error is not None:
                     break
                 work = kind.work_bytes(self._work[mj.start_index : mj.end_index + 1])
                 with cond:
-                    while pending[0] >= _JOURNAL_AHEAD and self._journal_error is None:
-                        cond.wait()
-                    pending[0] += 1
+                    pending["n"] += 1
+                    pending["bytes"] += len(work)
                 try:
                     self._store.record_work(
                         self._id,
                         [(mj.index, work)],
                         wait=False,
-                        callback=partial(committed, mj.index),
+                        callback=partial(committed, mj.index, len(work)),
                     )
                 except BaseException:
                     with cond:
-                        pending[0] -= 1
+                        pending["n"] -= 1
+                        pending["bytes"] -= len(work)
                     raise
         except Exception as exc:  # noqa: BLE001 - each job not written says why
             with cond:
@@ -536,7 +553,8 @@ class ManagedJobSet:
                     self._journal_error = exc
         finally:
             with cond:
-                while pending[0] > 0:  # what was queued is committed, or failed, first
+                pending["waiting"] = True
+                while pending["n"] > 0:  # what was queued is committed, or failed, first
                     cond.wait()
                 self._journal_writing = False
                 cond.notify_all()

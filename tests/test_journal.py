@@ -46,16 +46,12 @@ def submitted_jobs(store) -> tuple[int, int]:
     return with_id, intent
 
 
-def test_sigkill_during_submission_then_retrieve_and_resume(
-    tmp_path, server_factory, subprocess_env, make_circuits
-):
-    # every response 250 ms late: 20 jobs on 2 threads take about 2.5 s to submit
-    server = server_factory("--latency-ms", "250")
-    token = server.tokens["alice"]
-    store = tmp_path / "s.sqlite"
+def kill_when(code: str, args: list[str], env: dict, ready, seconds: float = 30, poll=0.05) -> str:
+    """Start ``python -c code *args``, read the job set id it prints, SIGKILL it as soon as
+    ``ready()`` (or after ``seconds``), and return the id."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, server.url, token, str(store)],
-        env=subprocess_env,
+        [sys.executable, "-c", code, *args],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -63,15 +59,30 @@ def test_sigkill_during_submission_then_retrieve_and_resume(
     try:
         job_set_id = child.stdout.readline().strip()
         assert job_set_id, child.stderr.read()
-        for _ in range(600):  # bounded: at most 30 s
-            with_id, intent = submitted_jobs(store)
-            if with_id >= 6:
+        for _ in range(int(seconds / poll)):  # bounded
+            if ready():
                 break
-            time.sleep(0.05)
+            time.sleep(poll)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(30)
     finally:
         child.kill()
+    return job_set_id
+
+
+def test_sigkill_during_submission_then_retrieve_and_resume(
+    tmp_path, server_factory, subprocess_env, make_circuits
+):
+    # every response 250 ms late: 20 jobs on 2 threads take about 2.5 s to submit
+    server = server_factory("--latency-ms", "250")
+    token = server.tokens["alice"]
+    store = tmp_path / "s.sqlite"
+    job_set_id = kill_when(
+        CHILD,
+        [server.url, token, str(store)],
+        subprocess_env,
+        lambda: submitted_jobs(store)[0] >= 6,
+    )
     with_id, intent = submitted_jobs(store)
     assert 6 <= with_id < 20, "the kill came too late to test anything"
 
@@ -220,24 +231,12 @@ def test_sigkill_while_fetching_results_served_once_loses_none(
     totals = {"kept": 0, "held": 0, "lost": 0, "twice": 0}
     for trial in range(3):
         store = tmp_path / f"s{trial}.sqlite"
-        child = subprocess.Popen(
-            [sys.executable, "-c", FETCH_CHILD, server.url, token, str(store)],
-            env=subprocess_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        job_set_id = kill_when(
+            FETCH_CHILD,
+            [server.url, token, str(store)],
+            subprocess_env,
+            lambda: kept_results(store) >= 3 + 3 * trial,  # noqa: B023 - called in this pass
         )
-        try:
-            job_set_id = child.stdout.readline().strip()
-            assert job_set_id, child.stderr.read()
-            for _ in range(600):  # bounded: at most 30 s
-                if kept_results(store) >= 3 + 3 * trial:
-                    break
-                time.sleep(0.05)
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(30)
-        finally:
-            child.kill()
         kept = kept_results(store)
         backend = RemoteBackend(server.url, token)
         mine = [j for j in backend.jobs(limit=1000) if job_set_id in " ".join(j.tags())]
@@ -295,24 +294,9 @@ def test_sigkill_while_submitting_sampler_pubs_then_resume_from_the_journal(
     from qiskit.primitives import StatevectorSampler
 
     store = tmp_path / "s.sqlite"
-    child = subprocess.Popen(
-        [sys.executable, "-c", SAMPLER_CHILD, str(store)],
-        env=subprocess_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    job_set_id = kill_when(
+        SAMPLER_CHILD, [str(store)], subprocess_env, lambda: submitted_jobs(store)[0] >= 3
     )
-    try:
-        job_set_id = child.stdout.readline().strip()
-        assert job_set_id, child.stderr.read()
-        for _ in range(600):  # bounded: at most 30 s
-            if submitted_jobs(store)[0] >= 3:
-                break
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(30)
-    finally:
-        child.kill()
     with_id, intent = submitted_jobs(store)
     assert 3 <= with_id < 12, "the kill came too late to test anything"
 
@@ -586,24 +570,13 @@ def test_sigkill_while_the_journal_is_written_then_resume_with_the_circuits(
     server = server_factory()
     token = server.tokens["alice"]
     store = tmp_path / "s.sqlite"
-    child = subprocess.Popen(
-        [sys.executable, "-c", JOURNAL_CHILD, server.url, token, str(store)],
-        env=subprocess_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    job_set_id = kill_when(
+        JOURNAL_CHILD,
+        [server.url, token, str(store)],
+        subprocess_env,
+        lambda: submitted_jobs(store)[0] >= 1,
+        poll=0.01,
     )
-    try:
-        job_set_id = child.stdout.readline().strip()
-        assert job_set_id, child.stderr.read()
-        for _ in range(3000):  # bounded: at most 30 s
-            if submitted_jobs(store)[0] >= 1:
-                break
-            time.sleep(0.01)
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(30)
-    finally:
-        child.kill()
     conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
     journaled = conn.execute("SELECT COUNT(*) FROM job_work").fetchone()[0]
     conn.close()
