@@ -400,8 +400,9 @@ class Store:
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
                     raise
-            except (sqlite3.Error, ValueError, TypeError) as exc:
-                # the real error (disk full, read-only file...) with the store's path
+            except Exception as exc:  # noqa: BLE001 - reported to the writes, the writer goes on
+                # the real error (disk full, read-only file, a value SQLite cannot hold...) with
+                # the store's path
                 return StoreError(f"could not write to the store {self.path}: {exc}")
         return None
 

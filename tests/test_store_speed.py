@@ -217,6 +217,11 @@ def test_one_failed_write_costs_no_other(tmp_path):
     assert [e is None for e in errors] == [True, False, True]
     assert "no such table" in str(errors[1])
     assert set(store.jobs("a")) == {0, 1}
+    # a value SQLite cannot hold fails that write only, named; the writer goes on
+    with pytest.raises(store_module.StoreError, match="too large"):
+        store.add_attempt("a", 2**70, 0.0, None, None)
+    store.add_attempt("a", 0, 1.0, "j0", None)
+    assert store.attempts("a") == {0: [(1.0, "j0", None)]}
     store.close()
 
 
