@@ -663,6 +663,22 @@ _item_json = _item_json_encoder()
 _ITEM_DECODE = json.JSONDecoder().raw_decode
 
 
+def _own_json(item: dict, k: int) -> dict:
+    """What experiment ``k`` keeps of its own (its ``"j"`` string, parsed), or {}.
+
+    Raises:
+        WireError: it is not a JSON object.
+    """
+    text = item.get("j")
+    if text is None:
+        return {}
+    if type(text) is str:
+        rest, end = _ITEM_DECODE(text)
+        if type(rest) is dict and end == len(text):
+            return rest
+    raise WireError(f"columnar result: experiment {k}'s own fields are not a JSON object")
+
+
 def _pack(header: dict, enc: _Encoder, version: int = VERSION) -> bytes:
     table = []
     offset = 0
@@ -958,13 +974,8 @@ class PooledReader:
             self._items[k] = None
         dec = self._dec
         try:
-            rest = item.get("j")
-            if rest is not None:
-                if type(rest) is not str:
-                    raise WireError(f"columnar result: experiment {k}'s fields are malformed")
-                rest, end = _ITEM_DECODE(rest)
-                if type(rest) is not dict or end != len(item["j"]):
-                    raise WireError(f"columnar result: experiment {k}'s fields are not an object")
+            rest = _own_json(item, k)
+            if rest:
                 item = {**item, **rest}
             if "f" in item:
                 fields = dec.value(item["f"])
@@ -1018,15 +1029,10 @@ class PooledReader:
         if span is None or item is None or template is None:
             return None
         try:
-            diff = None
-            rest = item.get("j")
-            if rest is not None:
-                if type(rest) is not str:
-                    return None
-                rest, end = _ITEM_DECODE(rest)
-                if type(rest) is not dict or end != len(item["j"]) or len(rest.keys() - {"d"}):
-                    return None
-                diff = rest.get("d")
+            rest = _own_json(item, k)
+            if len(rest.keys() - {"d"}):  # fields, data or arrays of its own
+                return None
+            diff = rest.get("d")
             header = template.get("header")
             if diff:
                 if "header" in (diff.get("s") or ()) or "header" in (diff.get("x") or ()):

@@ -203,3 +203,23 @@ class ServerFactory:
     def stop_all(self) -> None:
         for server in self.started:
             server.stop()
+
+
+def qpy_b64(circuits) -> str:
+    """Circuits as one QPY file, base64: the body field the job service reads."""
+    import base64
+
+    from qjm.wire import dump_circuits
+
+    return base64.b64encode(dump_circuits(list(circuits))).decode()
+
+
+def bell(name: str = "bell"):
+    """A measured 2-qubit Bell circuit."""
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(2, 2, name=name)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])
+    return qc

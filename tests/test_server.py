@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import shutil
 import subprocess
@@ -17,9 +16,9 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
-from qiskit import QuantumCircuit, qpy  # noqa: E402
+from qiskit import QuantumCircuit  # noqa: E402
 from qiskit.result import Result  # noqa: E402
-from servers import Server, child_env, running_server  # noqa: E402
+from servers import Server, bell, child_env, qpy_b64, running_server  # noqa: E402
 
 from qjm import wire  # noqa: E402
 
@@ -56,20 +55,6 @@ def slow_server(tmp_path_factory):
         "2",
     ) as s:
         yield s
-
-
-def qpy_b64(circuits) -> str:
-    buf = io.BytesIO()
-    qpy.dump(circuits, buf)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def bell(name: str = "bell") -> QuantumCircuit:
-    qc = QuantumCircuit(2, 2, name=name)
-    qc.h(0)
-    qc.cx(0, 1)
-    qc.measure([0, 1], [0, 1])
-    return qc
 
 
 def submit(server: Server, user: str = "alice", circuits=None, **fields) -> requests.Response:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import io
 import json
 import os
 import random
@@ -29,6 +28,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 requests = pytest.importorskip("requests")
 
+from procs import process_tree, status  # noqa: E402
 from qiskit import QuantumCircuit, qpy  # noqa: E402
 from qiskit.circuit import (  # noqa: E402
     AncillaRegister,
@@ -40,6 +40,7 @@ from qiskit.circuit import (  # noqa: E402
 )
 
 from qjm.server import sandbox  # noqa: E402
+from qjm.wire import dump_circuits  # noqa: E402
 
 if not Path("/proc/self/status").exists():  # pragma: no cover
     pytest.skip("reads process memory from /proc (Linux)", allow_module_level=True)
@@ -58,41 +59,6 @@ FIELDS += ("num_registers", "num_instructions", "num_vars")
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def _status(pid: int) -> dict[str, str]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            out[key] = value.strip()
-    return out
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every process below it."""
-    parents = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    parents[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    tree = [pid]
-    for p in tree:
-        tree.extend(c for c, parent in parents.items() if parent == p)
-    return tree
-
-
-def rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            total += int(_status(pid).get("VmRSS", "0 kB").split()[0])
-        except (OSError, ValueError):
-            pass  # gone meanwhile
-    return total / 1024
 
 
 def reader_pids(server) -> list[int]:
@@ -143,32 +109,10 @@ _WATCHER = r"""
 import json, os, sys, threading, time, urllib.request
 
 url, root = sys.argv[1], int(sys.argv[2])
+sys.path.insert(0, sys.argv[3])
+from procs import process_tree as tree, rss_mb as rss
 done = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
-
-def tree(pid):
-    parents = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    parents[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    out = [pid]
-    for p in out:
-        out.extend(c for c, parent in parents.items() if parent == p)
-    return out
-
-def rss(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-        except (OSError, StopIteration, ValueError):
-            pass
-    return total / 1024
 
 seen = {"slowest": 0.0, "polls": 0, "failures": [], "max_tree": 0.0, "max_service": 0.0}
 print("ready", flush=True)
@@ -203,7 +147,14 @@ class Watch:
 
     def __enter__(self) -> Watch:
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _WATCHER, self.server.url, str(self.server.proc.pid)],
+            [
+                sys.executable,
+                "-c",
+                _WATCHER,
+                self.server.url,
+                str(self.server.proc.pid),
+                os.path.dirname(os.path.abspath(__file__)),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -223,15 +174,6 @@ class Watch:
         assert self.slowest < HEALTH_S, f"/health took {self.slowest:.2f} s"
         assert self.max_tree < TREE_MB, f"the service's processes reached {self.max_tree:.0f} MB"
         assert self.max_service < SERVICE_MB, f"the HTTP process reached {self.max_service:.0f} MB"
-
-
-def qpy_bytes(circuits, version: int | None = None) -> bytes:
-    buf = io.BytesIO()
-    if version is None:
-        qpy.dump(circuits, buf)
-    else:
-        qpy.dump(circuits, buf, version=version)
-    return buf.getvalue()
 
 
 def post_qpy(server, raw: bytes, options: dict | None = None, timeout: float = 30):
@@ -268,7 +210,7 @@ def bomb(field: str, value: int) -> bytes:
     """A one-qubit, one-gate circuit (~170 bytes of QPY) whose header declares ``field = value``."""
     qc = QuantumCircuit(1, name="b")
     qc.x(0)
-    raw = bytearray(qpy_bytes([qc], version=18))
+    raw = bytearray(dump_circuits([qc], version=18))
     (offset,) = struct.unpack_from("!Q", raw, 20)  # the circuit table's first entry
     fields = list(HEADER.unpack_from(raw, offset))
     fields[FIELDS.index(field)] = value
@@ -277,7 +219,7 @@ def bomb(field: str, value: int) -> bytes:
 
 
 def runs_a_normal_job(server) -> None:
-    r = post_qpy(server, qpy_bytes([clifford("after")]), {"shots": 50, "seed_simulator": 1})
+    r = post_qpy(server, dump_circuits([clifford("after")]), {"shots": 50, "seed_simulator": 1})
     assert r.status_code == 201, r.text
     job = r.json()["id"]
     deadline = time.monotonic() + 60
@@ -331,7 +273,7 @@ def test_header_walk_passes_every_qpy_version_the_service_reads():
         many.x(0)
     circuits = [clifford("c"), odd, par, many, QuantumCircuit()]
     for version in range(qpy.QPY_COMPATIBILITY_VERSION, qpy.QPY_VERSION + 1):
-        raw = qpy_bytes(circuits, version)
+        raw = dump_circuits(circuits, version)
         sandbox.check_qpy_headers(raw, LIMITS)
         with pytest.raises(sandbox.Refused, match="num_qubits = 3; .* at most 2 .*'statevector'"):
             sandbox.check_qpy_headers(raw, sandbox.ReadLimits(**{
@@ -396,8 +338,8 @@ def test_memory_bombs_are_refused_at_once_and_nobody_notices(hostile):
             print(f"{field} = 2**32-1: {r.status_code} in {took * 1000:.0f} ms: {detail(r)}")
         # the same bomb behind the header walk: QPY 15 has no circuit table, so only the first
         # circuit's header is checked; the second one's 2**32-1 qubits meet the reader's limits
-        first = qpy_bytes([clifford("ok")], version=15)
-        raw = bytearray(qpy_bytes([clifford("ok"), clifford("bomb")], version=15))
+        first = dump_circuits([clifford("ok")], version=15)
+        raw = bytearray(dump_circuits([clifford("ok"), clifford("bomb")], version=15))
         fields = list(HEADER.unpack_from(raw, len(first)))
         fields[FIELDS.index("num_qubits")] = 2**32 - 1
         HEADER.pack_into(raw, len(first), *fields)
@@ -408,10 +350,10 @@ def test_memory_bombs_are_refused_at_once_and_nobody_notices(hostile):
         assert r.status_code == 422 and "within the service's limits" in detail(r)
         # a circuit wider than the job's method takes, and one that method takes
         wide = clifford("wide", 40)
-        r = post_qpy(hostile, qpy_bytes([wide]), {"shots": 1, "method": "statevector"})
+        r = post_qpy(hostile, dump_circuits([wide]), {"shots": 1, "method": "statevector"})
         assert r.status_code == 422 and "num_qubits = 40" in detail(r), r.text
         assert "'statevector'" in detail(r)
-        r = post_qpy(hostile, qpy_bytes([wide]), {"shots": 1, "method": "stabilizer"})
+        r = post_qpy(hostile, dump_circuits([wide]), {"shots": 1, "method": "stabilizer"})
         assert r.status_code == 201, r.text
     print(
         f"slowest /health {watch.slowest * 1000:.0f} ms over {watch.polls} polls; max RSS: tree "
@@ -445,7 +387,7 @@ def _mutate(rng: random.Random, raw: bytes) -> bytes:
 def test_seeded_qpy_mutations_never_hurt_the_service(hostile):
     # Clifford circuits run with the stabilizer method, so what mutations leave runnable runs
     # fast whatever its width; the point is the reading
-    valid = qpy_bytes([clifford("f0"), clifford("f1", 4), clifford("f2", 2)])
+    valid = dump_circuits([clifford("f0"), clifford("f1", 4), clifford("f2", 2)])
     rng = random.Random(20240611)
     codes: Counter[int] = Counter()
     slowest_post = 0.0
@@ -504,9 +446,9 @@ def test_nested_json_and_other_decoders_answer_4xx(hostile):
     r = post_body(hostile, body)
     assert r.status_code == 400 and "5000000 characters" in detail(r)
     assert len(r.content) < 1000 and time.monotonic() - start < 5
-    r = post_qpy(hostile, qpy_bytes([clifford("m")]), {"shots": 1, "method": "x" * 100_000})
+    r = post_qpy(hostile, dump_circuits([clifford("m")]), {"shots": 1, "method": "x" * 100_000})
     assert r.status_code == 400 and len(r.content) < 1000, r.text[:300]
-    good = base64.b64encode(qpy_bytes([clifford("s")])).decode()
+    good = base64.b64encode(dump_circuits([clifford("s")])).decode()
     body = {"circuits": good, "instruction_subtypes": [[0, 0, "z" * 1_000_000]]}
     r = post_body(hostile, json.dumps(body).encode())
     assert r.status_code == 400 and len(r.content) < 1000, r.text[:300]
@@ -520,7 +462,7 @@ def _slow_body(instructions: int = 300_000) -> bytes:
     """A valid job a reader takes ~0.2-0.4 s to read (17 MB of JSON)."""
     qc = QuantumCircuit(2, name="long")
     qc.x([0] * instructions)
-    raw = qpy_bytes([qc])
+    raw = dump_circuits([qc])
     return json.dumps(
         {"circuits": base64.b64encode(raw).decode(), "options": {"shots": 1}}
     ).encode()
@@ -529,7 +471,7 @@ def _slow_body(instructions: int = 300_000) -> bytes:
 def test_killed_readers_are_replaced_and_nobody_notices(tmp_path, server_factory):
     server = server_factory(*ARGS, "--max-payload-bytes", str(64 << 20))
     first = idle_readers(server)
-    ok = qpy_bytes([clifford("k")])
+    ok = dump_circuits([clifford("k")])
     body = _slow_body()
     with Watch(server) as watch:
         # between requests: one reader, then both
@@ -573,7 +515,7 @@ def test_killed_readers_are_replaced_and_nobody_notices(tmp_path, server_factory
     server.kill()
     time.sleep(0.5)
     for pid in readers:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in _status(pid).get("State", "Z")
+        assert not Path(f"/proc/{pid}").exists() or "Z" in status(pid).get("State", "Z")
 
 
 def test_a_body_that_takes_too_long_is_refused_and_its_reader_replaced(server_factory):
@@ -587,7 +529,7 @@ def test_a_body_that_takes_too_long_is_refused_and_its_reader_replaced(server_fa
         assert r.status_code == 422, r.text[:300]
         assert "within the service's limits" in detail(r) and "0.05 s" in detail(r)
         assert took < 3, took
-        assert post_qpy(server, qpy_bytes([clifford("t")])).status_code == 201
+        assert post_qpy(server, dump_circuits([clifford("t")])).status_code == 201
     watch.check()
     after = idle_readers(server)
     assert len(set(before) - set(after)) == 1  # the slow one was killed and replaced

@@ -12,8 +12,6 @@ Only these tests need Chromium (``apt-get install chromium``; .ci/run installs i
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import re
 import shutil
@@ -25,7 +23,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from qiskit import QuantumCircuit, qpy
+from qiskit import QuantumCircuit
+from servers import bell, qpy_b64
 
 from qjm.server import page
 
@@ -44,20 +43,6 @@ SERVE = ("--workers", "2", "--log-level", "info", "--access-log")
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def qpy_b64(circuits) -> str:
-    buf = io.BytesIO()
-    qpy.dump(circuits, buf)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def bell(name: str = "bell") -> QuantumCircuit:
-    qc = QuantumCircuit(2, 2, name=name)
-    qc.h(0)
-    qc.cx(0, 1)
-    qc.measure([0, 1], [0, 1])
-    return qc
 
 
 def not_clifford(name: str) -> QuantumCircuit:
