@@ -177,12 +177,21 @@ def _floor_case(client: Any, circuits: list, shots: int, seed: int, per_job: int
     bytes and not read."""
     from qiskit_aer import AerSimulator
 
-    from qjm.dask import _blob, run_circuits_task
+    from qjm.runoptions import AER_SEED_STRIDE
     from qjm.wire import dump_circuits
 
-    token, blob = _blob(AerSimulator(), None)
     starts = range(0, len(circuits), per_job)
     payloads = [dump_circuits(circuits[k : k + per_job]) for k in starts]
+    options = [{"shots": shots, "seed_simulator": seed + AER_SEED_STRIDE * k} for k in starts]
+    return _raw_tasks(client, AerSimulator(), payloads, options, "floor")
+
+
+def _raw_tasks(client: Any, backend: Any, payloads: list, options: list, prefix: str) -> float:
+    """Seconds to run qjm's worker function on each payload (QPY) straight on Dask, the records
+    gathered as bytes and not read."""
+    from qjm.dask import _blob, run_circuits_task
+
+    token, blob = _blob(backend, None)
     start = time.perf_counter()
     futures = [
         client.submit(
@@ -190,13 +199,13 @@ def _floor_case(client: Any, circuits: list, shots: int, seed: int, per_job: int
             token,
             blob,
             payload,
-            {"shots": shots, "seed_simulator": seed + 2113 * k},
+            opts,
             None,
-            f"floor-{uuid.uuid4().hex}",
+            f"{prefix}-{uuid.uuid4().hex}",
             True,
             pure=False,
         )
-        for k, payload in zip(starts, payloads)
+        for payload, opts in zip(payloads, options)
     ]
     client.gather(futures)
     seconds = time.perf_counter() - start
@@ -214,7 +223,7 @@ def _overhead(client: Any, jobs: int, store: str) -> dict[str, float]:
     import distributed
 
     import qjm
-    from qjm.dask import DaskBackend, _blob, run_circuits_task
+    from qjm.dask import DaskBackend
     from qjm.wire import dump_circuits
 
     InstantBackend = _instant_classes()
@@ -238,26 +247,9 @@ def _overhead(client: Any, jobs: int, store: str) -> dict[str, float]:
     out["dask_noop"] = (time.perf_counter() - start) / jobs
     del futures
 
-    token, blob = _blob(InstantBackend(), None)
     payloads = [dump_circuits([c]) for c in circuits]
-    start = time.perf_counter()
-    futures = [
-        client.submit(
-            run_circuits_task,
-            token,
-            blob,
-            payloads[i],
-            {"shots": 10},
-            None,
-            f"raw-{uuid.uuid4().hex}",
-            True,
-            pure=False,
-        )
-        for i in range(jobs)
-    ]
-    client.gather(futures)
-    out["dask_worker_fn"] = (time.perf_counter() - start) / jobs
-    del futures
+    seconds = _raw_tasks(client, InstantBackend(), payloads, [{"shots": 10}] * jobs, "raw")
+    out["dask_worker_fn"] = seconds / jobs
 
     manager = qjm.JobManager(store=store)
     start = time.perf_counter()
