@@ -222,6 +222,10 @@ def test_one_failed_write_costs_no_other(tmp_path):
         store.add_attempt("a", 2**70, 0.0, None, None)
     store.add_attempt("a", 0, 1.0, "j0", None)
     assert store.attempts("a") == {0: [(1.0, "j0", None)]}
+    print(
+        f"failed writes: {sum(e is not None for e in errors)} of 3 in a batch, then 1 value too "
+        f"large; kept: jobs {sorted(store.jobs('a'))}, the attempt written after the failure"
+    )
     store.close()
 
 
