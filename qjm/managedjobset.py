@@ -594,6 +594,14 @@ class ManagedJobSet:
         """A job, as the log names it: its set's id (first 8 characters), index and items."""
         return f"job set {self._id[:8]} job {mj.index} ({self._items(mj)})"
 
+    def _submission_key(self, mj: ManagedJob) -> str:
+        """The key of this submission of a job: the same for every attempt (and after a crash)
+        until the job gets a job id, so a service that made the job before its answer was lost
+        gives that job back instead of running it twice; a new one after each job id (a job
+        the user asked to run again with ``retry_failed()``)."""
+        runs = len({job_id for _, job_id, _ in mj.history if job_id is not None})
+        return f"qjm-{self._id}-{mj.index}-{runs}"
+
     def _tag(self, mj: ManagedJob) -> str:
         """The tag a job carries on backends that list jobs by tag: its set id and index."""
         return f"qjm-{self._id}-{mj.index}"
@@ -629,7 +637,7 @@ class ManagedJobSet:
             while True:
                 attempt += 1
                 try:
-                    job = self._kind().submit(circuits, options)
+                    job = self._kind().submit(circuits, options, self._submission_key(mj))
                     break
                 except Exception as exc:
                     retry_after = getattr(exc, "retry_after", None)
@@ -642,7 +650,9 @@ class ManagedJobSet:
                             "%s: backend busy, submitting again in %.3g s", self._who(mj), wait_s
                         )
                     elif attempt < self._retry.max_attempts and self._retry.retries(
-                        exc, submitting=True
+                        # a keyed submission made again gets the job it may have made
+                        exc,
+                        submitting=not self._kind().takes_key(),
                     ):
                         wait_s = self._retry.delay(attempt)
                         mj.submit_waiting = (

@@ -39,6 +39,7 @@ from qiskit.providers import BackendV2, JobError, JobStatus, JobTimeoutError, Jo
 from qiskit.result import Result
 
 from qjm import wire
+from qjm.retry import never_sent
 
 __all__ = [
     "RemoteBackend",
@@ -627,12 +628,22 @@ class RemoteBackend(BackendV2):
         run options and tags: they add ``len(json.dumps(options))`` bytes or so)."""
         return len(self._body(self._circuits(circuits), self._options_for(options), list(tags)))
 
-    def run(self, run_input: Any, *, tags: Iterable[str] = (), **options: Any) -> RemoteJob:
+    def run(
+        self,
+        run_input: Any,
+        *,
+        tags: Iterable[str] = (),
+        idempotency_key: str | None = None,
+        **options: Any,
+    ) -> RemoteJob:
         """Submit the circuits as one job (``POST /v1/jobs``).
 
         Args:
             run_input: a ``QuantumCircuit`` or a list of them (run as given, not transpiled).
             tags: tags of the job, for :meth:`jobs`.
+            idempotency_key: sent as ``Idempotency-Key`` (1 to 200 characters): a later
+                ``run()`` with the same key gets the job this one made, not a new one. Default:
+                a new key, which makes this call's own resends after a broken connection safe.
             **options: run options (``shots``, ``memory``, ``seed_simulator``, ...); the service
                 refuses those its backend does not take.
 
@@ -656,8 +667,16 @@ class RemoteBackend(BackendV2):
                 size=len(body),
                 status_code=None,
             )
-        key = uuid.uuid4().hex
+        if idempotency_key is None:
+            key = uuid.uuid4().hex
+        elif isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 200:
+            key = idempotency_key
+        else:
+            raise ValueError(
+                f"idempotency_key must be a string of 1 to 200 characters, not {idempotency_key!r}"
+            )
         attempts = 3
+        arrived: ServiceConnectionError | None = None  # an attempt that may have made the job
         for attempt in range(attempts):
             try:
                 resp = self._request(
@@ -669,12 +688,21 @@ class RemoteBackend(BackendV2):
                     headers={"Content-Type": "application/json", "Idempotency-Key": key},
                 )
                 break
-            except ServiceConnectionError:
+            except ServiceConnectionError as exc:
                 # the job may or may not have arrived: the same Idempotency-Key makes sending
                 # it again safe (the service answers with the job it already has)
-                if attempt == attempts - 1:
+                if arrived is None and not never_sent(exc):
+                    arrived = exc
+                if attempt < attempts - 1:
+                    time.sleep(0.2 * 2**attempt)
+                elif arrived is None:
                     raise
-                time.sleep(0.2 * 2**attempt)
+                else:  # not "refused": a later refusal must not hide that the job may exist
+                    raise ServiceConnectionError(
+                        f"{arrived}; the job may have been made before the connection broke: "
+                        f"run() again with idempotency_key={key!r} gets it if so, and makes it "
+                        "once if not"
+                    ) from arrived
         info = resp.json()
         return RemoteJob(self, info["id"], info=info)
 

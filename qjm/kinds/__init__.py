@@ -75,8 +75,15 @@ class Kind:
         """The options of one job (a :class:`~qjm.ManagedJob`) of the set."""
         return dict(run_options)
 
-    def submit(self, items: list, options: dict[str, Any]) -> Any:
+    def submit(self, items: list, options: dict[str, Any], key: str | None = None) -> Any:
+        """Submit one job. ``key`` names this submission of this job: a target that takes such
+        a key gives the job it already made for it instead of running the items twice."""
         raise NotImplementedError
+
+    def takes_key(self) -> bool:
+        """Whether the target takes :meth:`submit`'s ``key``: then a submission whose answer was
+        lost can be made again without running the job twice."""
+        return False
 
     def tag_options(self, options: dict[str, Any], tag: str) -> dict[str, Any]:
         """The options with ``tag`` on the job, where the target can find jobs by tag later."""

@@ -22,6 +22,14 @@ def _accepts(function: Any, keyword: str) -> bool:
     return keyword in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
+def _names(function: Any, keyword: str) -> bool:
+    """``function`` has a parameter of this very name (not only ``**kwargs``)."""
+    try:
+        return keyword in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _identity(items: list) -> tuple:
     return tuple(map(id, items))
 
@@ -41,7 +49,11 @@ class CircuitKind(Kind):
     def job_options(self, run_options: dict[str, Any], job: Any) -> dict[str, Any]:
         return job_options(run_options, job.start_index, job.end_index + 1, job.shots, job.seed)
 
-    def submit(self, items: list, options: dict[str, Any]) -> Any:
+    def submit(self, items: list, options: dict[str, Any], key: str | None = None) -> Any:
+        if key is not None and self.takes_key():
+            # a service that may have made the job before its answer was lost (qjm's
+            # RemoteBackend) gives that job again for the same key
+            options = dict(options, idempotency_key=key)
         run_qpy = getattr(self.target, "run_qpy", None)
         if callable(run_qpy):
             # a backend that sends QPY anyway (qjm.DaskBackend) takes the journal's bytes
@@ -49,6 +61,9 @@ class CircuitKind(Kind):
             if kept is not None:
                 return run_qpy(kept[1], items, **options)
         return self.target.run(items, **options)
+
+    def takes_key(self) -> bool:
+        return _names(self.target.run, "idempotency_key")
 
     def fetch(self, job: Any, status: JobStatus) -> Any:
         columnar = getattr(job, "columnar_result", None)

@@ -88,7 +88,7 @@ class PrimitiveKind(Kind):
         not, or qjm does not know)."""
         return 0
 
-    def submit(self, items: list, options: dict[str, Any]) -> Any:
+    def submit(self, items: list, options: dict[str, Any], key: str | None = None) -> Any:
         options = dict(options)
         seed = options.pop(_SEED_KEY, None)
         target = self.target if seed is None else self.with_seed(seed)
