@@ -893,7 +893,7 @@ class PooledReader:
                 raise WireError("columnar result: not a record in the pooled layout")
         try:
             dec = self._dec = _Decoder(arrays)
-            template = dec.value(header["template"])
+            template = header["template"]  # decoded when an experiment's fields are first read
             if template is not None and not isinstance(template, dict):
                 raise WireError("columnar result: the template of the fields is not an object")
             items = header["experiments"]
@@ -939,6 +939,7 @@ class PooledReader:
                 f"columnar result: malformed header ({type(exc).__name__}: {exc})"
             ) from exc
         self._template = template
+        self._template_decoded = False
         self._items: list[dict | None] = items  # each dropped once its experiment is read
         self._successes = [bool(item.get("success")) for item in items]
         self._fields = header.get("fields")
@@ -949,6 +950,16 @@ class PooledReader:
     def successes(self) -> list[bool]:
         """Whether each experiment succeeded, from the header alone."""
         return list(self._successes)
+
+    def _decoded_template(self) -> dict | None:
+        """The fields most experiments share, decoded once (a status or a histogram never
+        needs them)."""
+        if not self._template_decoded:
+            template = self._dec.value(self._template)
+            if template is not None and not isinstance(template, dict):
+                raise WireError("columnar result: the template of the fields is not an object")
+            self._template, self._template_decoded = template, True
+        return self._template
 
     def fields(self) -> dict:
         """The job's fields (the ``Result`` attributes other than its experiments)."""
@@ -980,7 +991,7 @@ class PooledReader:
             if "f" in item:
                 fields = dec.value(item["f"])
             else:
-                template = self._template
+                template = self._decoded_template()
                 if template is None:
                     raise WireError("columnar result: an experiment's fields are missing")
                 fields = dict(template)
@@ -1034,6 +1045,8 @@ class PooledReader:
                 return None
             diff = rest.get("d")
             header = template.get("header")
+            if not self._template_decoded:  # only the header of the template is needed
+                header = self._dec.value(header)
             if diff:
                 if "header" in (diff.get("s") or ()) or "header" in (diff.get("x") or ()):
                     return None

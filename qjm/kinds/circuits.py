@@ -45,6 +45,7 @@ class CircuitKind(Kind):
             raise TypeError(f"backend must be a qiskit backend with a run() method, not {target!r}")
         super().__init__(target)
         self._qpy: dict[tuple, tuple[list, bytes]] = {}  # journaled QPY of jobs not yet submitted
+        self._takes_key: bool | None = None
 
     def job_options(self, run_options: dict[str, Any], job: Any) -> dict[str, Any]:
         return job_options(run_options, job.start_index, job.end_index + 1, job.shots, job.seed)
@@ -63,7 +64,9 @@ class CircuitKind(Kind):
         return self.target.run(items, **options)
 
     def takes_key(self) -> bool:
-        return _names(self.target.run, "idempotency_key")
+        if self._takes_key is None:  # asked once per submission: inspect.signature once
+            self._takes_key = _names(self.target.run, "idempotency_key")
+        return self._takes_key
 
     def fetch(self, job: Any, status: JobStatus) -> Any:
         columnar = getattr(job, "columnar_result", None)
