@@ -455,7 +455,8 @@ def encode_record(record: Any) -> bytes:
       in the pools; all else of it (its fields, data, arrays of its own) is one JSON string
       (``"j"``), parsed only when the experiment is read, so that holding a parsed header
       holds a few Python objects per experiment, not dozens;
-    * the experiments' fields are written as the first experiment's (``"template"``) and, for
+    * the experiments' fields are written as the first experiment's (``"template"``, one JSON
+      string, parsed when an experiment's fields or header are first read) and, for
       each other one, what differs from it (``"d"``: ``"s"`` values set, ``"m"`` dicts merged
       one level down, ``"x"`` keys removed). A value is taken as the template's only when it
       has the same type and compares equal (``==``), and the template's value holds nothing but
@@ -624,7 +625,9 @@ def _encode_pooled(record: Any) -> bytes:
             enc.array(_small(memory_lengths)),
         ]
     if template is not None:  # JSON values go into the JSON as they are (checked, not copied)
-        template = {k: v if _json(v) else enc.value(v) for k, v in template.items()}
+        # one JSON string, parsed only when it is needed: a parsed header then holds a few
+        # Python objects per record, not the dozens of a simulator's metadata
+        template = _item_json({k: v if _json(v) else enc.value(v) for k, v in template.items()})
     header = {
         "layout": "pooled",
         "fields": enc.value(record.fields),
@@ -677,6 +680,25 @@ def _own_json(item: dict, k: int) -> dict:
         if type(rest) is dict and end == len(text):
             return rest
     raise WireError(f"columnar result: experiment {k}'s own fields are not a JSON object")
+
+
+def _parsed_template(template: dict | str | None) -> dict | None:
+    """A pooled record's template of fields as JSON values (parsed when it is JSON text).
+
+    Raises:
+        WireError: it is not a JSON object.
+    """
+    if type(template) is str:
+        text = template
+        try:
+            template, end = _ITEM_DECODE(text)
+        except ValueError as exc:
+            raise WireError(f"columnar result: the template of the fields: {exc}") from exc
+        if end != len(text):
+            raise WireError("columnar result: the template of the fields is not one JSON value")
+    if template is not None and type(template) is not dict:
+        raise WireError("columnar result: the template of the fields is not an object")
+    return template
 
 
 def _pack(header: dict, enc: _Encoder, version: int = VERSION) -> bytes:
@@ -894,7 +916,7 @@ class PooledReader:
         try:
             dec = self._dec = _Decoder(arrays)
             template = header["template"]  # decoded when an experiment's fields are first read
-            if template is not None and not isinstance(template, dict):
+            if template is not None and not isinstance(template, (dict, str)):
                 raise WireError("columnar result: the template of the fields is not an object")
             items = header["experiments"]
             if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -940,6 +962,7 @@ class PooledReader:
             ) from exc
         self._template = template
         self._template_decoded = False
+        self._template_header: Any = None  # the template's header alone, once decoded
         self._items: list[dict | None] = items  # each dropped once its experiment is read
         self._successes = [bool(item.get("success")) for item in items]
         self._fields = header.get("fields")
@@ -955,9 +978,7 @@ class PooledReader:
         """The fields most experiments share, decoded once (a status or a histogram never
         needs them)."""
         if not self._template_decoded:
-            template = self._dec.value(self._template)
-            if template is not None and not isinstance(template, dict):
-                raise WireError("columnar result: the template of the fields is not an object")
+            template = self._dec.value(_parsed_template(self._template))
             self._template, self._template_decoded = template, True
         return self._template
 
@@ -1044,9 +1065,13 @@ class PooledReader:
             if len(rest.keys() - {"d"}):  # fields, data or arrays of its own
                 return None
             diff = rest.get("d")
-            header = template.get("header")
-            if not self._template_decoded:  # only the header of the template is needed
-                header = self._dec.value(header)
+            if self._template_decoded:
+                header = template.get("header")
+            else:  # only the template's header is needed: decoded once
+                header = self._template_header
+                if header is None:
+                    parsed = _parsed_template(template).get("header")
+                    header = self._template_header = self._dec.value(parsed)
             if diff:
                 if "header" in (diff.get("s") or ()) or "header" in (diff.get("x") or ()):
                     return None

@@ -585,6 +585,48 @@ def test_a_hostile_columnar_header_is_a_wire_error(header):
         wire.decode_columnar(data + b"\0" * (-len(data) % 8) + b"\0" * 8)
 
 
+@pytest.mark.parametrize(
+    "template",
+    ["[1, 2]", '{"shots": 5', '{"header": {"__qiskit__": "os.system"}}', 5, ["x"], "{} {}"],
+)
+def test_a_hostile_template_in_a_pooled_record_is_a_wire_error(template):
+    """The pooled layout's template of fields is JSON text parsed only when read: a damaged one
+    is a WireError when an experiment or its histogram is read, never another exception."""
+    import struct
+
+    from qjm import wire
+    from qjm.records import decode_result
+
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.measure([0, 1], [0, 1])
+    result = AerSimulator().run([qc, qc], shots=20, seed_simulator=1).result()
+    header, arrays, version = wire._unpack(wire.encode_record(decode_result(result)))
+    assert version == wire.RECORD_VERSION and isinstance(header["template"], str)
+
+    def packed(header: dict) -> bytes:
+        body = json.dumps(header).encode()
+        data = struct.pack("<4sHHI", b"QJMC", version, 0, len(body)) + body
+        return (
+            data
+            + b"\0" * (-len(data) % 8)
+            + b"".join(a.tobytes() + b"\0" * (-a.nbytes % 8) for a in arrays)
+        )
+
+    # packed again as it was, it reads back (so what fails below is the template)
+    assert wire.decode_record(packed(header)).to_result().get_counts() == result.get_counts()
+    data = packed(dict(header, template=template))
+    with pytest.raises(wire.WireError):
+        wire.decode_record(data)
+    try:
+        reader = wire.PooledReader(data)
+    except wire.WireError:
+        return  # refused when the reader is made (not text, not an object)
+    assert reader.counts_and_header(0) is None  # then the experiment is read, which says why
+    with pytest.raises(wire.WireError):
+        reader.experiment(0)
+
+
 def test_the_job_manager_checks_circuits_against_what_the_service_runs(alice, make_circuits):
     """RemoteBackend's Target holds the service's basis gates and its other instructions (Aer's
     save_*): a circuit with them passes the job manager's check, one with an operation the
