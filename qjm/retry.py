@@ -5,7 +5,10 @@ refusal because too many jobs are pending) are retried with exponential backoff 
 (``tenacity.wait_random_exponential``); permanent ones (an invalid circuit, an unknown option,
 HTTP 401/403/404, any other error) are not. A submission is retried only when it certainly did not
 start a job (refused connection, HTTP 429/503, a job-limit refusal): a submission that timed out
-may have reached the backend, and qjm runs nothing twice unless asked. A busy backend that says when to come back
+may have reached the backend, and qjm runs nothing twice unless asked (a backend that takes a
+submission key, as ``RemoteBackend`` does, makes any transient failure safe to retry: the job
+manager then calls :meth:`RetryPolicy.retries` with ``submitting=False``). A busy backend that
+says when to come back
 (``retry_after``) is waited for as it says, without counting against ``max_attempts``.
 """
 
