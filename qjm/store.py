@@ -155,6 +155,24 @@ _JOB_ROW = (
 )
 _TIMES_ROW = "INSERT OR REPLACE INTO job_times VALUES (?, ?, ?, ?, ?, ?)"
 _STATE_ROW = "INSERT OR REPLACE INTO kept_states VALUES (?, ?, ?, ?)"
+_ATTEMPT_ROW = "INSERT INTO attempts VALUES (?, ?, ?, ?, ?)"
+_RESULT_ROW = (
+    "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) "
+    "DO UPDATE SET status = excluded.status, error = excluded.error, "
+    "record = excluded.record, stored = excluded.stored"
+)
+_UNCONFIRMED_ROW = "INSERT OR IGNORE INTO unconfirmed VALUES (?, ?)"
+_WORK_ROW = "INSERT OR REPLACE INTO job_work VALUES (?, ?, ?)"
+# the writes of a job's life, made through one view: a transaction of them is one statement
+_DISPATCHED = (
+    _JOB_ROW,
+    _TIMES_ROW,
+    _STATE_ROW,
+    _ATTEMPT_ROW,
+    _RESULT_ROW,
+    _UNCONFIRMED_ROW,
+    _WORK_ROW,
+)
 
 
 def default_store_path() -> Path:
@@ -247,7 +265,7 @@ class Store:
             self._conn = sqlite3.connect(
                 self.path, timeout=60.0, check_same_thread=False, isolation_level=None
             )
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_SCHEMA + _DISPATCH_SCRIPT)
             self._set_version()
             return
         version = _inspect(self.path)  # refuses what is not a qjm store, changing nothing
@@ -277,6 +295,7 @@ class Store:
                     self._migrate(legacy)
                 self._conn.executescript(_SCHEMA)
                 self._set_version()
+                self._conn.executescript(_DISPATCH_SCRIPT)
         except sqlite3.Error as exc:
             raise StoreError(f"the store {self.path} cannot be opened: {exc}") from exc
 
@@ -391,10 +410,19 @@ class Store:
     def _transaction(self, groups: list[Statements]) -> StoreError | None:
         with self._lock:
             try:
+                chunks = _dispatched(groups)
+                if chunks is not None and len(chunks) == 1:
+                    # one statement: its own transaction (one step, one wait for the GIL)
+                    self._conn.execute(*chunks[0])
+                    return None
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for sql, rows in _grouped(groups):
-                        _execute_rows(self._conn, sql, rows)
+                    if chunks is not None:
+                        for chunk in chunks:
+                            self._conn.execute(*chunk)
+                    else:
+                        for sql, rows in _grouped(groups):
+                            _execute_rows(self._conn, sql, rows)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     if self._conn.in_transaction:
@@ -621,12 +649,7 @@ class Store:
             return
         self._write_all(
             _Writes(
-                [
-                    (
-                        "INSERT OR REPLACE INTO job_work VALUES (?, ?, ?)",
-                        [(job_set_id, idx, blob) for idx, blob in works],
-                    )
-                ],
+                [(_WORK_ROW, [(job_set_id, idx, blob) for idx, blob in works])],
                 wait,
                 callback,
                 nbytes=sum(len(blob) for _, blob in works),
@@ -677,16 +700,12 @@ class Store:
             statements.nbytes = len(record) if record is not None else 0
             statements.append(
                 (
-                    "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_set_id, idx) "
-                    "DO UPDATE SET status = excluded.status, error = excluded.error, "
-                    "record = excluded.record, stored = excluded.stored",
+                    _RESULT_ROW,
                     (job_set_id, idx, outcome.status.name, outcome.error, record, time.time()),
                 )
             )
             if unconfirmed:
-                statements.append(
-                    ("INSERT OR IGNORE INTO unconfirmed VALUES (?, ?)", (job_set_id, idx))
-                )
+                statements.append((_UNCONFIRMED_ROW, (job_set_id, idx)))
         if job is not None:
             job_id, submit_error, times = job
             status = outcome.status.name
@@ -738,12 +757,7 @@ class Store:
             return
         self._write_all(
             _Writes(
-                [
-                    (
-                        "INSERT INTO attempts VALUES (?, ?, ?, ?, ?)",
-                        (job_set_id, idx, at, job_id, what),
-                    )
-                ],
+                [(_ATTEMPT_ROW, (job_set_id, idx, at, job_id, what))],
                 wait=wait,
                 callback=None if wait else _log_failure,
             )
@@ -1146,6 +1160,70 @@ def _execute_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None
         i += size
     if i < n:
         conn.executemany(sql, rows[i:] if i else rows)
+
+
+def _dispatch_script() -> tuple[str, dict[str, int], int]:
+    """A temporary view whose INSTEAD OF INSERT trigger makes each row the write its first column
+    names (an index into _DISPATCHED; 0: nothing), so that many writes to several tables are
+    one multi-row INSERT: one statement step instead of one per row and table. sqlite3 lets go
+    of the GIL for every step, and taking it back waits while other threads compute."""
+    width = max(_ONE_ROW.match(sql).group(2).count("?") for sql in _DISPATCHED)
+    cols = ", ".join(f"NULL AS a{i}" for i in range(1, width + 1))
+    body = []
+    for k, sql in enumerate(_DISPATCHED, 1):
+        head, row, tail = _ONE_ROW.match(sql).groups()
+        n = row.count("?")
+        into = re.sub(r"\s*VALUES\s*$", "", head, flags=re.I)
+        values = ", ".join(f"NEW.a{i}" for i in range(1, n + 1))
+        body.append(f"{into} SELECT {values} WHERE NEW.k = {k}{tail};")
+    script = (
+        f"CREATE TEMP VIEW IF NOT EXISTS qjm_writes AS SELECT NULL AS k, {cols};\n"
+        "CREATE TEMP TRIGGER IF NOT EXISTS qjm_writes_insert INSTEAD OF INSERT ON qjm_writes "
+        "BEGIN\n" + "\n".join(body) + "\nEND;\n"
+    )
+    return script, {sql: k for k, sql in enumerate(_DISPATCHED, 1)}, width
+
+
+_DISPATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # rows per statement (the last padded)
+_DISPATCH_SQL: dict[int, str] = {}
+
+
+def _dispatched(groups: list[Statements]) -> list[tuple[str, list]] | None:
+    """The writes of one transaction as statements on the view (see :func:`_dispatch_script`),
+    in their order; None when one of them is not a write the view makes."""
+    rows: list[tuple] = []
+    for statements in groups:
+        for sql, many in statements:
+            if sql == _INTENT_ROW:
+                sql = _JOB_ROW
+                many = [
+                    (r[0], r[1], None, r[2], None)
+                    for r in ([many] if isinstance(many, tuple) else many)
+                ]
+            k = _DISPATCH_KIND.get(sql)
+            if k is None:
+                return None
+            for row in [many] if isinstance(many, tuple) else many:
+                rows.append((k, *row) + (None,) * (_DISPATCH_WIDTH - len(row)))
+    out = []
+    pad = (0,) + (None,) * _DISPATCH_WIDTH
+    i = 0
+    while i < len(rows):
+        left = len(rows) - i
+        # 256 rows at a time; the rest in one statement, padded up to the next size
+        size = min((k for k in _DISPATCH_SIZES if k >= left), default=_DISPATCH_SIZES[-1])
+        chunk = rows[i : i + size]
+        i += len(chunk)
+        chunk += [pad] * (size - len(chunk))
+        text = _DISPATCH_SQL.get(size)
+        if text is None:
+            one = "(" + ", ".join(["?"] * (_DISPATCH_WIDTH + 1)) + ")"
+            text = _DISPATCH_SQL[size] = "INSERT INTO qjm_writes VALUES " + ",".join([one] * size)
+        out.append((text, [v for row in chunk for v in row]))
+    return out
+
+
+_DISPATCH_SCRIPT, _DISPATCH_KIND, _DISPATCH_WIDTH = _dispatch_script()
 
 
 def _read_record(blob: bytes) -> Any:

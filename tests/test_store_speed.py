@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 import pytest
 from backends import PartialFailBackend, SlowBackend
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2, JobStatus, JobV1, Options
@@ -423,3 +423,64 @@ def test_the_writer_steps_once_for_a_run_of_rows():
     seen.clear()
     store_module._execute_rows(conn, "DELETE FROM t WHERE b = ?", [(i,) for i in range(5)])
     assert len(seen) == 5  # not an INSERT: one by one, as before
+
+
+def _store_tables(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
+    names = [
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")
+    ]
+    return {n: conn.execute(f'SELECT rowid, * FROM "{n}" ORDER BY rowid').fetchall() for n in names}
+
+
+_SOME = st.one_of(st.text(max_size=3), st.integers(-2, 2), st.binary(max_size=3))
+_VALUE = st.integers(0, 40).flatmap(lambda r: st.none() if r == 0 else _SOME)  # None at times
+
+
+@given(data=st.data())
+@settings(max_examples=80, deadline=None)
+def test_a_transaction_through_the_writes_view_writes_what_its_statements_write(data):
+    """The writer makes a transaction of a job's writes (job rows and intents, timings, kept
+    states, history, results, the journal) one INSERT on a view whose trigger makes each row
+    its own write: the tables end as the statements themselves leave them, in their order (an
+    upsert, a REPLACE, an IGNORE, a refused row), for any mix of them."""
+    writes = [store_module._INTENT_ROW, *store_module._DISPATCHED]
+    groups = []
+    for _ in range(data.draw(st.integers(1, 6))):
+        statements = []
+        for _ in range(data.draw(st.integers(1, 4))):
+            sql = data.draw(st.sampled_from(writes))
+            width = sql.count("?")
+            rows = data.draw(
+                st.lists(
+                    st.tuples(st.sampled_from(["s1", "s2"]), st.integers(0, 3)).flatmap(
+                        lambda key, w=width: st.tuples(
+                            st.just(key), st.lists(_VALUE, min_size=w - 2, max_size=w - 2)
+                        )
+                    ),
+                    min_size=1,
+                    max_size=5,
+                )
+            )
+            statements.append((sql, [(k[0], k[1], *rest) for k, rest in rows]))
+        groups.append(statements)
+    outcomes = []
+    for through_view in (True, False):
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.executescript(store_module._SCHEMA)
+        conn.executescript(store_module._DISPATCH_SCRIPT)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if through_view:
+                for chunk in store_module._dispatched(groups):
+                    conn.execute(*chunk)
+            else:
+                for statements in groups:
+                    for sql, rows in statements:
+                        conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+            outcomes.append(_store_tables(conn))
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            outcomes.append(type(exc).__name__)
+    event("written" if isinstance(outcomes[0], dict) else "refused")
+    assert outcomes[0] == outcomes[1]
