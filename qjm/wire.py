@@ -72,6 +72,27 @@ class WireError(ValueError):
     """Data from the other side that does not follow the format."""
 
 
+class _Malformed:
+    """``with _Malformed("what {}", arg):`` any exception but a WireError raised inside (whatever
+    malformed data makes fail) becomes a WireError saying ``what`` and the error, chained from
+    it. A class, not a generator: it is entered once per experiment read."""
+
+    __slots__ = ("what", "args")
+
+    def __init__(self, what: str, *args: Any):
+        self.what = what
+        self.args = args
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, WireError) or not isinstance(exc, Exception):
+            return False
+        what = self.what.format(*self.args) if self.args else self.what
+        raise WireError(f"{what} ({type(exc).__name__}: {exc})") from exc
+
+
 # -- values ----------------------------------------------------------------------------------------
 
 
@@ -747,7 +768,7 @@ def _unpack(data: bytes | bytearray | memoryview) -> tuple[dict, list[np.ndarray
     base += -base % 8
     body = view[base:]
     arrays = []
-    try:
+    with _Malformed("columnar result: malformed array table"):
         for dtype_name, shape, offset, nbytes in header["arrays"]:
             dtype, shape = _check_dtype_shape(dtype_name, shape)
             if (
@@ -762,12 +783,6 @@ def _unpack(data: bytes | bytearray | memoryview) -> tuple[dict, list[np.ndarray
             arrays.append(
                 np.frombuffer(body, dtype=dtype, count=count, offset=offset).reshape(shape)
             )
-    except WireError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever a malformed table makes fail
-        raise WireError(
-            f"columnar result: malformed array table ({type(exc).__name__}: {exc})"
-        ) from exc
     return header, arrays, version
 
 
@@ -796,7 +811,7 @@ def record_successes(header: dict) -> list[bool] | None:
 def _primitive_from(header: dict, arrays: list[np.ndarray]) -> Any:
     from qjm.pubrecords import PrimitiveJobRecord, PubRecord
 
-    try:
+    with _Malformed("columnar result: malformed header"):
         dec = _Decoder(arrays)
         pubs = []
         for item in header["pubs"]:
@@ -818,10 +833,6 @@ def _primitive_from(header: dict, arrays: list[np.ndarray]) -> Any:
                 )
             )
         return PrimitiveJobRecord(metadata=dec.value(header["metadata"]), pubs=pubs)
-    except WireError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever a malformed header makes fail
-        raise WireError(f"columnar result: malformed header ({type(exc).__name__}: {exc})") from exc
 
 
 def decode_columnar(data: bytes | bytearray | memoryview) -> Any:
@@ -841,7 +852,7 @@ def decode_columnar(data: bytes | bytearray | memoryview) -> Any:
 def _columnar_from(header: dict, arrays: list[np.ndarray]) -> Any:
     from qjm.records import ExperimentRecord, JobRecord
 
-    try:
+    with _Malformed("columnar result: malformed header"):
         dec = _Decoder(arrays)
         experiments = []
         for item in header["experiments"]:
@@ -857,10 +868,6 @@ def _columnar_from(header: dict, arrays: list[np.ndarray]) -> Any:
                 exp.memory = _widen(dec.value(item["memory"]), np.uint64)
             experiments.append(exp)
         return JobRecord(fields=dec.value(header["fields"]), experiments=experiments)
-    except WireError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever a malformed header makes fail
-        raise WireError(f"columnar result: malformed header ({type(exc).__name__}: {exc})") from exc
 
 
 def _apply(fields: dict, diff: dict, dec: _Decoder) -> dict:
@@ -913,7 +920,7 @@ class PooledReader:
             header, arrays, version = _unpack(data)
             if version != RECORD_VERSION or header.get("kind") == "primitive":
                 raise WireError("columnar result: not a record in the pooled layout")
-        try:
+        with _Malformed("columnar result: malformed header"):
             dec = self._dec = _Decoder(arrays)
             template = header["template"]  # decoded when an experiment's fields are first read
             if template is not None and not isinstance(template, (dict, str)):
@@ -954,12 +961,6 @@ class PooledReader:
                 self._memory_span.append(span)
             if c_next != max(0, len(counts_at) - 1) or m_next != max(0, len(memory_at) - 1):
                 raise WireError("columnar result: the pools hold arrays of no experiment")
-        except WireError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - whatever a malformed header makes fail
-            raise WireError(
-                f"columnar result: malformed header ({type(exc).__name__}: {exc})"
-            ) from exc
         self._template = template
         self._template_decoded = False
         self._template_header: Any = None  # the template's header alone, once decoded
@@ -1005,7 +1006,7 @@ class PooledReader:
         if not keep:
             self._items[k] = None
         dec = self._dec
-        try:
+        with _Malformed("columnar result: experiment {} is malformed", k):
             rest = _own_json(item, k)
             if rest:
                 item = {**item, **rest}
@@ -1044,12 +1045,6 @@ class PooledReader:
             elif item.get("m") is not None:
                 exp.memory = _widen(dec.value(item["m"]), np.uint64)
             return exp
-        except WireError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - whatever a malformed header makes fail
-            raise WireError(
-                f"columnar result: experiment {k} is malformed ({type(exc).__name__}: {exc})"
-            ) from exc
 
     def counts_and_header(self, k: int) -> tuple[np.ndarray, np.ndarray, dict] | None:
         """Experiment ``k``'s histogram (outcomes and counts, in the kernels' types) and its
@@ -1134,12 +1129,8 @@ def decode_result_json(data: bytes | str) -> Any:
     """The ``qiskit.result.Result`` of :func:`encode_result_json`."""
     from qiskit.result import Result
 
-    try:
+    with _Malformed("result JSON: not a qiskit Result"):
         return Result.from_dict(decode_value(json.loads(data)))
-    except WireError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever malformed data makes fail
-        raise WireError(f"result JSON: not a qiskit Result ({type(exc).__name__}: {exc})") from exc
 
 
 # -- circuits ------------------------------------------------------------------------------------
