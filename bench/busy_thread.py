@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -122,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE))
     from store_speed import make_pool
 
+    from bench.report import environment, load_average
+
     started = time.time()
     load_start = os.getloadavg()
     pool = Path(tempfile.mkdtemp(prefix="qjm-bench-busy-")) / "pool.pickle"
@@ -148,11 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         "python -m bench.busy_thread" + (" --before DIR" if args.before else ""),
         "```",
         "",
-        f"- date: {time.strftime('%Y-%m-%dT%H:%M:%S%z')}; whole run {time.time() - started:.0f} s",
-        f"- load average at start: {', '.join(f'{x:.2f}' for x in load_start)}; at the end: "
-        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (2 CPUs, shared machine)",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs; python {platform.python_version()}",
-        f"- after: qjm at {REPO / 'qjm'}"
+        f"- whole run {time.time() - started:.0f} s; load average at start: "
+        f"{', '.join(f'{x:.2f}' for x in load_start)}; at the end: {load_average()} (shared machine)",
+        *[f"- {k}: {v}" for k, v in environment().items() if k != "load average at start"],
+        "- after: that qjm"
         + (f"; before: {runner.trees['before']}/qjm {args.before_label}" if args.before else ""),
         f"- best of {args.repeat} children per cell",
         "",

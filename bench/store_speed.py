@@ -36,7 +36,6 @@ import gc
 import json
 import os
 import pickle
-import platform
 import shutil
 import subprocess
 import sys
@@ -585,18 +584,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(flat, retrieval, memory, trees, load_start, load_end, seconds, args, runner) -> str:
-    import numpy
-    import qiskit
+    from bench.report import environment
 
-    try:
-        import qiskit_aer
-
-        aer = qiskit_aer.__version__
-    except ImportError:  # pragma: no cover
-        aer = "-"
-    git = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     command = "python -m bench.store_speed" + (f" --before {args.before}" if args.before else "")
     if args.repeat != 2:
         command += f" --repeat {args.repeat}"
@@ -609,14 +598,11 @@ def report(flat, retrieval, memory, trees, load_start, load_end, seconds, args, 
         command,
         "```",
         "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
         f"- load average at start: {', '.join(f'{x:.2f}' for x in load_start)}; at the end: "
         f"{', '.join(f'{x:.2f}' for x in load_end)} (on {os.cpu_count()} CPUs: the machine is shared;"
         " each row also gives the 1-minute load average when its last child ended)",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
-        f"- python {platform.python_version()}, qiskit {qiskit.__version__}, qiskit-aer {aer}, "
-        f"numpy {numpy.__version__}",
-        f"- after: qjm at {REPO / 'qjm'} (git {git} plus the working tree)"
+        *[f"- {k}: {v}" for k, v in environment().items() if k != "load average at start"],
+        "- after: that qjm"
         + (f"; before: {runner.trees['before']}/qjm" if "before" in trees else ""),
         f"- whole run: {seconds:.0f} s",
         "",
