@@ -422,7 +422,7 @@ class Store:
                             self._conn.execute(*chunk)
                     else:
                         for sql, rows in _grouped(groups):
-                            _execute_rows(self._conn, sql, rows)
+                            self._conn.executemany(sql, rows)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     if self._conn.in_transaction:
@@ -1121,45 +1121,9 @@ def _grouped(groups: list[Statements]) -> list[tuple[str, list[tuple]]]:
     return out
 
 
-# an INSERT of one row of placeholders: what comes before its row, the row, what follows
+# an INSERT of one row of placeholders (the writes of _DISPATCHED): what comes before its row,
+# the row, what follows
 _ONE_ROW = re.compile(r"^(\s*INSERT\b.*?\bVALUES\s*)(\((?:\s*\?\s*,)*\s*\?\s*\))(.*)$", re.I | re.S)
-_MULTI_ROWS = (64, 16, 4)  # rows per multi-row statement (a few texts, kept in the statement cache)
-_MULTI_SQL: dict[tuple[str, int], str | None] = {}
-
-
-def _multi_row(sql: str, n: int) -> str | None:
-    """``sql`` (an INSERT of one row of ``?``) for ``n`` rows in one statement; None when it is
-    not such an INSERT."""
-    key = (sql, n)
-    text = _MULTI_SQL.get(key, "")
-    if text == "":
-        found = _ONE_ROW.match(sql)
-        text = None
-        if found is not None:
-            head, row, tail = found.groups()
-            text = head + ",".join([row] * n) + tail
-        if len(_MULTI_SQL) < 1024:
-            _MULTI_SQL[key] = text
-    return text
-
-
-def _execute_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple]) -> None:
-    """``executemany(sql, rows)``, with runs of rows as multi-row INSERTs: one statement step
-    for many rows. sqlite3 lets go of the GIL for every step, and taking it back waits for the
-    threads that hold it (up to the interpreter's switch interval while they compute), so a
-    writer that steps once per row commits slowly while the process is busy. The rows are
-    written in the same order, and an upsert of a key twice in one statement updates it as two
-    statements would."""
-    i, n = 0, len(rows)
-    while n - i >= _MULTI_ROWS[-1]:
-        size = next(k for k in _MULTI_ROWS if k <= n - i)
-        text = _multi_row(sql, size)
-        if text is None:
-            break
-        conn.execute(text, [value for row in rows[i : i + size] for value in row])
-        i += size
-    if i < n:
-        conn.executemany(sql, rows[i:] if i else rows)
 
 
 def _dispatch_script() -> tuple[str, dict[str, int], int]:

@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 import pytest
 from backends import PartialFailBackend, SlowBackend
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from qiskit import QuantumCircuit
 from qiskit.providers import BackendV2, JobStatus, JobV1, Options
@@ -374,55 +374,6 @@ def test_a_memory_store_keeps_its_sets(make_circuits):
     gc.collect()
     assert ref() is not None  # nothing else keeps its results
     assert manager.job_sets()[0] is ref()
-
-
-_UPSERT = "INSERT INTO t VALUES (?, ?, ?) ON CONFLICT (a, b) DO UPDATE SET c = excluded.c"
-
-
-def _table(rows: list[tuple], sql: str, multi: bool) -> list[tuple] | str:
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.execute("CREATE TABLE t (a TEXT, b INTEGER, c TEXT, PRIMARY KEY (a, b))")
-    try:
-        if multi:
-            store_module._execute_rows(conn, sql, rows)
-        else:
-            conn.executemany(sql, rows)
-    except sqlite3.IntegrityError:
-        return "IntegrityError"
-    return conn.execute("SELECT * FROM t ORDER BY rowid").fetchall()
-
-
-@pytest.mark.parametrize(
-    "sql", [_UPSERT, "INSERT OR REPLACE INTO t VALUES (?, ?, ?)", "INSERT INTO t VALUES (?,?,?)"]
-)
-@given(
-    keys=st.lists(st.tuples(st.sampled_from("xy"), st.integers(0, 30)), max_size=170),
-    data=st.data(),
-)
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-def test_multi_row_inserts_write_what_executemany_writes(sql, keys, data):
-    """The writer's multi-row INSERTs (runs of 64, 16 and 4 rows in one statement) leave the
-    table as executemany does, in its order: a key written twice is updated (or replaced, or
-    refused) as two statements would."""
-    rows = [(a, b, data.draw(st.text(max_size=3))) for a, b in keys]
-    assert _table(rows, sql, True) == _table(rows, sql, False)
-
-
-def test_the_writer_steps_once_for_a_run_of_rows():
-    """sqlite3 lets go of the GIL for each statement step; a run of 87 rows of one INSERT is 4
-    statements (64 + 16 + 4 rows, then 3 rows one by one), not 87."""
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.execute("CREATE TABLE t (a TEXT, b INTEGER, c TEXT, PRIMARY KEY (a, b))")
-    seen: list[str] = []
-    conn.set_trace_callback(seen.append)
-    store_module._execute_rows(conn, _UPSERT, [("x", i, "v") for i in range(87)])
-    assert len(seen) == 6, seen  # 3 multi-row statements and 3 rows of the remainder
-    assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 87
-    seen.clear()
-    store_module._execute_rows(conn, "DELETE FROM t WHERE b = ?", [(i,) for i in range(5)])
-    assert len(seen) == 5  # not an INSERT: one by one, as before
 
 
 def _store_tables(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
